@@ -1,0 +1,217 @@
+"""The ``django.tasks`` side: ``DatabaseBackend`` and the Task class it decorates with.
+
+``enqueue`` writes one row through the queue database's connection, so inside the
+caller's ``transaction.atomic()`` the task exists exactly when the caller commits.
+Models are imported lazily: this module is imported while settings load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from django.core import checks
+from django.tasks import Task, TaskResult
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
+from django.tasks.exceptions import InvalidTask
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+
+from .arguments import prepare_arguments
+from .conf import BackendOptions, is_positive_int, is_positive_number
+from .results import get_row, row_to_result, wait_for_row
+from .signals import send_robustly
+from .task_paths import validate_task_path
+
+logger = logging.getLogger("django_tasks_db")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseTask(Task):
+    """Django's Task plus the options this backend enforces.
+
+    ``@task(max_attempts=5, timeout=600)`` reaches here through Django's decorator.
+    None means "use the backend's default" (``MAX_ATTEMPTS`` / ``TIMEOUT``).
+    """
+
+    max_attempts: int | None = None
+    timeout: float | None = None
+
+    def using(  # type: ignore[override]
+        self,
+        *,
+        priority: int | None = None,
+        queue_name: str | None = None,
+        run_after: datetime | None = None,
+        backend: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> DatabaseTask:
+        task = Task.using(
+            self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
+        )
+        changes: dict[str, Any] = {}
+        if max_attempts is not None:
+            changes["max_attempts"] = max_attempts
+        if timeout is not None:
+            changes["timeout"] = timeout
+        return replace(task, **changes) if changes else task
+
+
+def _validate_limits(max_attempts: object, timeout: object) -> None:
+    if max_attempts is not None and not is_positive_int(max_attempts):
+        raise InvalidTask(f"max_attempts must be a whole number >= 1, not {max_attempts!r}.")
+    if timeout is not None and not is_positive_number(timeout):
+        raise InvalidTask(f"timeout must be a positive number of seconds, not {timeout!r}.")
+
+
+class DatabaseBackend(BaseTaskBackend):
+    task_class = DatabaseTask
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self._raw_options = self.options
+        self._options: BackendOptions | None = None
+
+    @property
+    def settings(self) -> BackendOptions:
+        """The validated options (an invalid OPTIONS raises ImproperlyConfigured here)."""
+        if self._options is None:
+            self._options = BackendOptions.from_options(self._raw_options, self.alias)
+        return self._options
+
+    @property
+    def database(self) -> str:
+        return self.settings.database
+
+    # -- validation -------------------------------------------------------------------
+
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        _validate_limits(getattr(task, "max_attempts", None), getattr(task, "timeout", None))
+
+    def _validate_placement(self, queue_name: str, priority: int) -> None:
+        if self.queues and queue_name not in self.queues:
+            raise InvalidTask(
+                f"Queue {queue_name!r} is not valid for backend {self.alias!r} "
+                f"(QUEUES: {sorted(self.queues)})."
+            )
+        if not isinstance(priority, int) or not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY:
+            raise InvalidTask(
+                f"priority must be a whole number between {TASK_MIN_PRIORITY} and "
+                f"{TASK_MAX_PRIORITY}."
+            )
+
+    # -- enqueue ------------------------------------------------------------------------
+
+    def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
+        self.validate_task(task)
+        stored_args, stored_kwargs = prepare_arguments(task.func, args, kwargs, task.takes_context)
+        row = self._write_row(
+            task_path=task.module_path,
+            args=stored_args,
+            kwargs=stored_kwargs,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            run_after=task.run_after,
+            max_attempts=getattr(task, "max_attempts", None),
+            timeout=getattr(task, "timeout", None),
+        )
+        result = row_to_result(row, task)
+        send_robustly(task_enqueued, type(self), task_result=result)
+        return result
+
+    def enqueue_by_path(
+        self,
+        task_path: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue_name: str = "default",
+        priority: int = 0,
+        run_after: datetime | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Enqueue a task this process cannot import (it lives in another codebase).
+
+        Arguments are checked for JSON but not against the signature; the worker
+        that imports the task checks the rest. Returns the task id.
+        """
+        validate_task_path(task_path)
+        self._validate_placement(queue_name, priority)
+        _validate_limits(max_attempts, timeout)
+        if run_after is not None and timezone.is_naive(run_after):
+            raise InvalidTask("run_after must be an aware datetime.")
+        stored_args, stored_kwargs = prepare_arguments(None, args, kwargs or {})
+        row = self._write_row(
+            task_path=task_path,
+            args=stored_args,
+            kwargs=stored_kwargs,
+            queue_name=queue_name,
+            priority=priority,
+            run_after=run_after,
+            max_attempts=max_attempts,
+            timeout=timeout,
+        )
+        return str(row.id)
+
+    def _write_row(
+        self,
+        *,
+        task_path: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        queue_name: str,
+        priority: int,
+        run_after: datetime | None,
+        max_attempts: int | None,
+        timeout: float | None,
+    ) -> Any:
+        from .models import Task as TaskRow
+
+        now = timezone.now()
+        row = TaskRow(
+            task_path=task_path,
+            backend_name=self.alias,
+            queue_name=queue_name,
+            priority=priority,
+            args=args,
+            kwargs=kwargs,
+            run_after=run_after,
+            available_at=run_after or now,
+            enqueued_at=now,
+            max_attempts=max_attempts or self.settings.max_attempts,
+            timeout=timeout if timeout is not None else self.settings.timeout,
+        )
+        row.save(using=self.database, force_insert=True)
+        return row
+
+    # -- results ------------------------------------------------------------------------
+
+    def get_result(self, result_id: str) -> TaskResult:
+        return row_to_result(get_row(result_id, self.database))
+
+    def wait_for_result(self, result_id: str, timeout: float) -> TaskResult:
+        """Block until the task is finished; ``ResultTimeout`` after ``timeout`` seconds."""
+        return row_to_result(wait_for_row(result_id, self.database, timeout))
+
+    def wait_for_task(self, task_id: str, timeout: float) -> Any:
+        """Like ``wait_for_result`` but returns the ``Task`` row, for callers that
+        cannot import the task (see ``enqueue_by_path``)."""
+        return wait_for_row(task_id, self.database, timeout)
+
+    # -- checks -------------------------------------------------------------------------
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        from .checks import check_backend
+
+        return [*super().check(**kwargs), *check_backend(self, **kwargs)]

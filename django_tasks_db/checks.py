@@ -1,0 +1,74 @@
+"""System checks: configuration mistakes surface with ids before a worker starts.
+
+Ids: E001 invalid OPTIONS; E002 DATABASE is not a configured alias; E003 the app is
+not installed; E004 the database cannot skip locked rows; W001 SQLite without an
+immediate transaction mode. The database is only contacted when the check run
+names databases (``migrate``, ``check --database``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.db import connections
+
+from .conf import BackendOptions
+from .db import skip_locked_problem, sqlite_without_immediate_mode
+
+if TYPE_CHECKING:
+    from .backend import DatabaseBackend
+
+
+def check_backend(
+    backend: DatabaseBackend, databases: list[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    where = f"TASKS[{backend.alias!r}]"
+    problems = BackendOptions.validate(backend._raw_options)
+    if problems:
+        return [
+            checks.Error(f"{where}['OPTIONS']: {p}", id="django_tasks_db.E001") for p in problems
+        ]
+    messages: list[checks.CheckMessage] = []
+    alias = backend.database
+    if alias not in settings.DATABASES:
+        return [
+            checks.Error(
+                f"{where}['OPTIONS']['DATABASE'] is {alias!r}, which is not in DATABASES.",
+                id="django_tasks_db.E002",
+            )
+        ]
+    if not apps.is_installed("django_tasks_db"):
+        messages.append(
+            checks.Error(
+                f"{where} uses DatabaseBackend but 'django_tasks_db' is not in INSTALLED_APPS.",
+                hint="Add 'django_tasks_db' to INSTALLED_APPS and run migrate.",
+                id="django_tasks_db.E003",
+            )
+        )
+    connection = connections[alias]
+    if databases and alias in databases:
+        problem = skip_locked_problem(connection)
+        if problem:
+            messages.append(
+                checks.Error(
+                    f"{where}: database {alias!r} cannot be a task queue: {problem}",
+                    hint="Use PostgreSQL, MySQL >= 8.0.1, MariaDB >= 10.6 or SQLite.",
+                    id="django_tasks_db.E004",
+                )
+            )
+    if sqlite_without_immediate_mode(connection):
+        messages.append(
+            checks.Warning(
+                f"{where}: SQLite database {alias!r} starts transactions DEFERRED.",
+                hint=(
+                    f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE' "
+                    "so that concurrent writers wait for each other instead of failing with "
+                    "'database is locked'. Claims are serialised either way."
+                ),
+                id="django_tasks_db.W001",
+            )
+        )
+    return messages

@@ -1,0 +1,77 @@
+"""Backend options: their names, defaults and validation.
+
+Options live in ``TASKS[alias]["OPTIONS"]`` and are read when Django builds the
+backend (lazily, and again after ``override_settings``), never at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """Typed view of ``OPTIONS``; field names are the lower-cased option keys."""
+
+    #: Database alias holding the queue tables (they may live in their own database).
+    database: str = DEFAULT_DB_ALIAS
+    #: Seconds an idle worker waits before looking for ready tasks again.
+    poll_interval: float = 1.0
+    #: Seconds between two heartbeats of a worker.
+    heartbeat_interval: float = 5.0
+    #: Seconds without a heartbeat after which a worker counts as dead.
+    worker_dead_after: float = 30.0
+    #: Default number of runs a task gets (``@task(max_attempts=...)`` overrides).
+    max_attempts: int = 1
+    #: Default hard time limit in seconds, or None for none (``@task(timeout=...)``).
+    timeout: float | None = None
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name.upper() for f in fields(cls)]
+
+    @classmethod
+    def validate(cls, raw: dict[str, Any]) -> list[str]:
+        """Return one message per problem in ``raw``; empty when it is valid."""
+        problems = []
+        if not isinstance(raw, dict):
+            return ["OPTIONS must be a dict."]
+        for key in raw:
+            if key not in cls.keys():
+                problems.append(f"Unknown option {key!r}; known: {', '.join(cls.keys())}.")
+        for key in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER"):
+            if key in raw and not is_positive_number(raw[key]):
+                problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")
+        if "TIMEOUT" in raw and raw["TIMEOUT"] is not None and not is_positive_number(raw["TIMEOUT"]):
+            problems.append(f"TIMEOUT must be a positive number of seconds or None, not {raw['TIMEOUT']!r}.")
+        if "MAX_ATTEMPTS" in raw and not is_positive_int(raw["MAX_ATTEMPTS"]):
+            problems.append(f"MAX_ATTEMPTS must be a whole number >= 1, not {raw['MAX_ATTEMPTS']!r}.")
+        if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
+            problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
+        heartbeat = raw.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)
+        dead_after = raw.get("WORKER_DEAD_AFTER", cls.worker_dead_after)
+        if is_positive_number(heartbeat) and is_positive_number(dead_after) and dead_after <= heartbeat:
+            problems.append(
+                f"WORKER_DEAD_AFTER ({dead_after}) must be longer than HEARTBEAT_INTERVAL "
+                f"({heartbeat}), or live workers would be declared dead."
+            )
+        return problems
+
+    @classmethod
+    def from_options(cls, raw: dict[str, Any], alias: str) -> BackendOptions:
+        problems = cls.validate(raw)
+        if problems:
+            raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS']: " + " ".join(problems))
+        return cls(**{key.lower(): value for key, value in raw.items()})
+
+
+def is_positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

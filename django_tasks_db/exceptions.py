@@ -1,0 +1,48 @@
+"""Exceptions raised by django_tasks_db.
+
+They subclass Django's own task exceptions where one fits, so code written for
+``django.tasks`` catches them without knowing this backend.
+"""
+
+from django.tasks.exceptions import InvalidTask, TaskException
+
+
+class InvalidTaskArguments(InvalidTask):
+    """The arguments given at enqueue are not JSON-serialisable or do not bind."""
+
+
+class UnknownTaskPath(InvalidTask):
+    """A dotted path does not name a ``django.tasks`` Task this process may import."""
+
+
+class ResultTimeout(TaskException, TimeoutError):
+    """Waiting for a task's result took longer than the given timeout."""
+
+
+class DatabaseNotSupported(TaskException):
+    """The configured database cannot serve as a queue (e.g. no SKIP LOCKED)."""
+
+
+# The following are never raised: their dotted paths are stored as the error
+# class of a task that did not finish by itself, so that Django's
+# ``TaskResult.errors`` says why a task reads FAILED.
+
+
+class TaskCancelled(TaskException):
+    """The task was cancelled before it ran."""
+
+
+class TaskAborted(TaskException):
+    """The task was aborted while it ran; its process was killed."""
+
+
+class TaskTimeLimitExceeded(TaskException):
+    """The task ran past its hard time limit and its process was killed."""
+
+
+class WorkerLost(TaskException):
+    """The worker running the task stopped heartbeating (killed, crashed, lost)."""
+
+
+class ReturnValueNotSerializable(TaskException):
+    """The task returned something that JSON cannot store."""

@@ -1,0 +1,61 @@
+"""Claiming: the short transaction that turns one READY row into this worker's RUNNING row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.utils import timezone
+
+from ..db import claim_transaction
+from ..models import Task, TaskStatus, Worker
+
+
+def claim_next(
+    worker: Worker, domains: list[str] | None, using: str, now: datetime | None = None
+) -> Task | None:
+    """Claim the next ready task for ``worker``, or return None when none is ready.
+
+    Rows another worker is claiming are skipped, not waited for. The claim gets a
+    fresh fencing token: every later write for this run names it, so a worker that
+    lost its claim (declared dead, task re-queued) cannot overwrite the new run.
+    """
+    now = now or timezone.now()
+    with claim_transaction(using):
+        row = (
+            Task.objects.using(using)
+            .ready(now)
+            .for_domains(domains)
+            .in_claim_order()
+            .select_for_update(skip_locked=True)
+            .first()
+        )
+        if row is None:
+            return None
+        row.status = TaskStatus.RUNNING
+        row.claim_token = uuid.uuid4()
+        row.worker = worker
+        row.attempts += 1
+        row.started_at = row.started_at or now
+        row.last_attempted_at = now
+        row.worker_ids = [*row.worker_ids, worker.name]
+        row.save(
+            update_fields=[
+                "status",
+                "claim_token",
+                "worker",
+                "attempts",
+                "started_at",
+                "last_attempted_at",
+                "worker_ids",
+            ]
+        )
+        Worker.objects.using(using).filter(pk=worker.pk).update(current_task=row)
+    return row
+
+
+def fenced(row: Task):  # type: ignore[no-untyped-def]
+    """The queryset that still belongs to ``row``'s claim (empty once it was lost)."""
+    return Task.objects.using(row._state.db).filter(
+        pk=row.pk, claim_token=row.claim_token, status=TaskStatus.RUNNING
+    )

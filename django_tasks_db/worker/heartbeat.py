@@ -1,0 +1,51 @@
+"""The heartbeat: a thread with its own connection that says "still alive"."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import DatabaseError, connections
+
+from ..models import Worker
+
+logger = logging.getLogger("django_tasks_db.worker")
+
+
+class Heartbeat(threading.Thread):
+    """Writes ``Worker.last_heartbeat_at`` every ``interval`` seconds until stopped.
+
+    A thread, so a task that runs for hours still heartbeats; Django connections
+    are per thread, so it never shares the task's transaction.
+    """
+
+    def __init__(self, worker: Worker, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{worker.name}", daemon=True)
+        self.worker = worker
+        self.interval = interval
+        self._stopped = threading.Event()
+        #: Set when the database says this worker was declared dead meanwhile.
+        self.declared_dead = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stopped.wait(self.interval):
+                self.beat()
+        finally:
+            connections.close_all()
+
+    def beat(self) -> None:
+        try:
+            alive = self.worker.heartbeat()
+        except DatabaseError as exc:
+            logger.warning("Heartbeat of %s failed: %s", self.worker.name, exc)
+            connections[self.worker._state.db or "default"].close()
+            return
+        if not alive and not self.declared_dead.is_set():
+            logger.error("Worker %s was declared dead by another process.", self.worker.name)
+            self.declared_dead.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self.is_alive():
+            self.join(timeout=self.interval + 5)

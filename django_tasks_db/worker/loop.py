@@ -1,0 +1,199 @@
+"""``Worker``: register, claim, run, heartbeat, stop cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.db import DatabaseError, connections
+from django.db.models import F
+from django.tasks import task_backends
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+
+from ..backend import DatabaseBackend
+from ..db import keep_connection_healthy, skip_locked_problem
+from ..exceptions import DatabaseNotSupported
+from ..models import Worker as WorkerRow
+from ..signals import send_robustly, worker_started, worker_stopping
+from ..task_paths import import_task_modules
+from .claim import claim_next
+from .execute import run_claimed
+from .heartbeat import Heartbeat
+
+logger = logging.getLogger("django_tasks_db.worker")
+
+#: Longest wait between two attempts to reach a database that went away.
+MAX_RECONNECT_DELAY = 30.0
+
+
+class WorkerAlreadyRunning(Exception):
+    """A live worker already uses the requested name."""
+
+
+class Worker:
+    """One worker process's loop. ``run()`` returns how many tasks it ran.
+
+    ``burst`` stops once nothing is ready; ``max_tasks`` after that many tasks;
+    ``request_stop()`` (the command calls it on SIGINT/SIGTERM) after the current task.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str = "default",
+        domains: Iterable[str] | None = None,
+        name: str | None = None,
+        burst: bool = False,
+        max_tasks: int | None = None,
+    ) -> None:
+        self.backend = task_backends[backend]
+        if not isinstance(self.backend, DatabaseBackend):
+            raise ValueError(
+                f"Task backend {backend!r} is {type(self.backend).__name__}, not DatabaseBackend."
+            )
+        self.using = self.backend.database
+        self.domains = self._domains(domains)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{get_random_string(4)}"
+        self.burst = burst
+        self.max_tasks = max_tasks
+        self.row: WorkerRow | None = None
+        self._stop = threading.Event()
+        self.stop_reason = ""
+
+    def _domains(self, requested: Iterable[str] | None) -> list[str] | None:
+        queues = self.backend.queues
+        requested = list(requested or [])
+        if not requested:
+            return sorted(queues) or None
+        unknown = sorted(set(requested) - queues) if queues else []
+        if unknown:
+            raise ValueError(
+                f"Unknown domain(s) {', '.join(unknown)} for backend {self.backend.alias!r}; "
+                f"its QUEUES are {', '.join(sorted(queues))}."
+            )
+        return sorted(set(requested))
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop after the current task (thread- and signal-safe)."""
+        self.stop_reason = self.stop_reason or reason
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        problem = skip_locked_problem(connections[self.using])
+        if problem:
+            raise DatabaseNotSupported(problem)
+        import_task_modules()
+        self.row = self._register()
+
+        heartbeat = Heartbeat(self.row, self.backend.settings.heartbeat_interval)
+        heartbeat.start()
+        logger.info(
+            "Worker %s started on %s (domains: %s).",
+            self.name,
+            self.using,
+            ", ".join(self.domains or ["all"]),
+        )
+        send_robustly(worker_started, type(self), worker=self.row)
+        processed = 0
+        try:
+            processed = self._loop()
+        finally:
+            send_robustly(worker_stopping, type(self), worker=self.row)
+            heartbeat.stop()
+            self._unregister()
+            logger.info("Worker %s stopped after %d task(s): %s", self.name, processed, self.stop_reason)
+        return processed
+
+    def _loop(self) -> int:
+        processed = 0
+        poll_interval = self.backend.settings.poll_interval
+        reconnect_delay = poll_interval
+        assert self.row is not None
+        while not self.stopping:
+            try:
+                row = claim_next(self.row, self.domains, self.using)
+            except DatabaseError as exc:
+                logger.warning("Claim failed (%s); retrying in %.1fs.", exc, reconnect_delay)
+                connections[self.using].close()
+                self._stop.wait(reconnect_delay)
+                reconnect_delay = min(reconnect_delay * 2, MAX_RECONNECT_DELAY)
+                continue
+            reconnect_delay = poll_interval
+            if row is None:
+                if self.burst:
+                    self.request_stop("burst: nothing left to run")
+                    break
+                self._stop.wait(poll_interval)
+                continue
+            self._run_one(row)
+            processed += 1
+            if self.max_tasks is not None and processed >= self.max_tasks:
+                self.request_stop(f"ran --max-tasks={self.max_tasks}")
+        return processed
+
+    def _run_one(self, row) -> None:  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        status = run_claimed(row, type(self.backend))
+        logger.info(
+            "Task %s %s: %s in %.3fs", row.pk, row.task_path, status or "REFUSED",
+            time.monotonic() - started,
+        )
+        keep_connection_healthy(self.using)
+
+        assert self.row is not None
+        WorkerRow.objects.using(self.using).filter(pk=self.row.pk).update(
+            current_task=None, tasks_processed=F("tasks_processed") + 1
+        )
+
+    # -- registration -------------------------------------------------------------------
+
+    def _register(self) -> WorkerRow:
+        now = timezone.now()
+        fields = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "backend_name": self.backend.alias,
+            "domains": self.domains or [],
+            "status": WorkerRow.Status.RUNNING,
+            "started_at": now,
+            "stopped_at": None,
+            "last_heartbeat_at": now,
+            "stop_reason": "",
+            "current_task": None,
+            "tasks_processed": 0,
+        }
+        existing = WorkerRow.objects.using(self.using).filter(name=self.name).first()
+        if existing is not None:
+            dead_after = timedelta(seconds=self.backend.settings.worker_dead_after)
+            if (
+                existing.status == WorkerRow.Status.RUNNING
+                and existing.last_heartbeat_at > now - dead_after
+            ):
+                raise WorkerAlreadyRunning(
+                    f"A worker named {self.name!r} is running (pid {existing.pid} on "
+                    f"{existing.host}, last heartbeat {existing.last_heartbeat_at:%H:%M:%S})."
+                )
+            for field, value in fields.items():
+                setattr(existing, field, value)
+            existing.save(using=self.using)
+            return existing
+        return WorkerRow.objects.using(self.using).create(name=self.name, **fields)
+
+    def _unregister(self) -> None:
+        assert self.row is not None
+        try:
+            self.row.mark_stopped(self.stop_reason or "stopped")
+        except DatabaseError as exc:
+            logger.error("Could not mark worker %s stopped: %s", self.name, exc)

@@ -1,0 +1,76 @@
+"""Tasks the test suite enqueues. They live in an installed app, as real tasks would."""
+
+import os
+import time
+
+from django.tasks import task
+
+from .models import Run
+
+CALLS: list[tuple] = []
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(queue_name="emails", priority=5)
+def send_email(to: str, subject: str = "") -> dict:
+    return {"to": to, "subject": subject}
+
+
+@task(takes_context=True)
+def with_context(context, value: str) -> dict:
+    return {"value": value, "attempt": context.attempt, "id": context.task_result.id}
+
+
+@task
+async def async_double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@task(max_attempts=3)
+def fail_then_succeed(key: str) -> int:
+    """Fails on the first two attempts (counted through Run rows), succeeds on the third."""
+    attempt = Run.objects.filter(key__startswith=f"{key}:").count() + 1
+    Run.objects.create(key=f"{key}:{attempt}", worker_pid=os.getpid())
+    if attempt < 3:
+        raise RuntimeError(f"attempt {attempt} fails")
+    return attempt
+
+
+@task
+def record_run(key: str) -> int:
+    """Insert one Run row; a second run of the same key raises IntegrityError."""
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return os.getpid()
+
+
+@task
+def returns_set() -> object:
+    return {1, 2}
+
+
+@task
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@task(max_attempts=4, timeout=30)
+def limited() -> None:
+    pass
+
+
+@task
+def remember(value: object) -> None:
+    CALLS.append((value,))
+
+
+not_a_task = print
