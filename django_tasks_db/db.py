@@ -52,8 +52,8 @@ def sqlite_without_immediate_mode(connection: BaseDatabaseWrapper) -> bool:
 
 
 @contextmanager
-def claim_transaction(using: str) -> Iterator[None]:
-    """A short transaction in which at most one process claims at a time.
+def locking_transaction(using: str) -> Iterator[None]:
+    """A short transaction in which at most one process claims (or reaps) at a time.
 
     Where rows can be locked (PostgreSQL, MySQL), ``select_for_update(skip_locked=True)``
     inside a plain transaction does it. SQLite has no row locks: the claim must own

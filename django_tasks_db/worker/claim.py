@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from ..db import claim_transaction
+from ..db import locking_transaction
 from ..models import Task, TaskStatus, Worker
 
 
@@ -21,7 +21,7 @@ def claim_next(
     lost its claim (declared dead, task re-queued) cannot overwrite the new run.
     """
     now = now or timezone.now()
-    with claim_transaction(using):
+    with locking_transaction(using):
         row = (
             Task.objects.using(using)
             .ready(now)

@@ -8,21 +8,24 @@ import threading
 from django.db import DatabaseError, connections
 
 from ..models import Worker
+from ..reaper import reap
 
 logger = logging.getLogger("django_tasks_db.worker")
 
 
 class Heartbeat(threading.Thread):
-    """Writes ``Worker.last_heartbeat_at`` every ``interval`` seconds until stopped.
+    """Writes ``Worker.last_heartbeat_at`` every ``interval`` seconds until stopped,
+    and reaps workers that stopped writing theirs for ``dead_after`` seconds.
 
     A thread, so a task that runs for hours still heartbeats; Django connections
     are per thread, so it never shares the task's transaction.
     """
 
-    def __init__(self, worker: Worker, interval: float) -> None:
+    def __init__(self, worker: Worker, interval: float, dead_after: float) -> None:
         super().__init__(name=f"heartbeat-{worker.name}", daemon=True)
         self.worker = worker
         self.interval = interval
+        self.dead_after = dead_after
         self._stopped = threading.Event()
         #: Set when the database says this worker was declared dead meanwhile.
         self.declared_dead = threading.Event()
@@ -35,11 +38,13 @@ class Heartbeat(threading.Thread):
             connections.close_all()
 
     def beat(self) -> None:
+        using = self.worker._state.db or "default"
         try:
             alive = self.worker.heartbeat()
+            reap(using, self.dead_after)
         except DatabaseError as exc:
             logger.warning("Heartbeat of %s failed: %s", self.worker.name, exc)
-            connections[self.worker._state.db or "default"].close()
+            connections[using].close()
             return
         if not alive and not self.declared_dead.is_set():
             logger.error("Worker %s was declared dead by another process.", self.worker.name)

@@ -97,7 +97,11 @@ class Worker:
         import_task_modules()
         self.row = self._register()
 
-        heartbeat = Heartbeat(self.row, self.backend.settings.heartbeat_interval)
+        heartbeat = Heartbeat(
+            self.row,
+            self.backend.settings.heartbeat_interval,
+            self.backend.settings.worker_dead_after,
+        )
         heartbeat.start()
         logger.info(
             "Worker %s started on %s (domains: %s).",

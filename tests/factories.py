@@ -1,0 +1,31 @@
+"""factory-boy factories for the queue's models."""
+
+import factory
+from django.utils import timezone
+
+from django_tasks_db.models import Task, TaskStatus, Worker
+
+
+class WorkerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Worker
+
+    name = factory.Sequence(lambda n: f"worker-{n}")
+    host = "testhost"
+    pid = factory.Sequence(lambda n: 10_000 + n)
+    domains = factory.LazyFunction(list)
+
+
+class TaskFactory(factory.django.DjangoModelFactory):
+    """A READY row for ``tests.testapp.tasks.add(1, 2)`` unless told otherwise."""
+
+    class Meta:
+        model = Task
+
+    task_path = "tests.testapp.tasks.add"
+    args = factory.LazyFunction(lambda: [1, 2])
+    kwargs = factory.LazyFunction(dict)
+    status = TaskStatus.READY
+    enqueued_at = factory.LazyFunction(timezone.now)
+    available_at = factory.LazyAttribute(lambda task: task.run_after or task.enqueued_at)
+    run_after = None
