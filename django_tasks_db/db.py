@@ -27,6 +27,18 @@ def serialises_claims_by_write_lock(connection: BaseDatabaseWrapper) -> bool:
     return not connection.features.has_select_for_update
 
 
+def claims_one_queue_at_a_time(connection: BaseDatabaseWrapper) -> bool:
+    """True where a claim over several queues must be split into one query per queue.
+
+    InnoDB locks every row a locking read examines. ``queue_name IN (...)`` cannot
+    be read in claim order from the claim index, so MySQL and MariaDB would sort all
+    ready rows of those queues and lock them all, starving the other workers.
+    One query per queue walks the index in order and locks one row each.
+    PostgreSQL locks only the rows it returns, so one query serves all queues.
+    """
+    return connection.vendor == "mysql"
+
+
 def skip_locked_problem(connection: BaseDatabaseWrapper) -> str | None:
     """Why this database cannot serve claims, or None when it can. Connects."""
     if serialises_claims_by_write_lock(connection):

@@ -27,17 +27,24 @@ def reap(using: str, dead_after: float, now: datetime | None = None) -> list[str
     A worker is dead when its last heartbeat is older than ``dead_after`` seconds.
     Its RUNNING tasks, and RUNNING tasks of workers already stopped or gone, go back
     to READY when attempts remain, else to FAILED with a ``WorkerLost`` error.
+
+    The usual answer is "nobody is dead": that costs two plain reads and takes no
+    lock, so every worker can afford to ask on every heartbeat.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=dead_after)
+    workers = Worker.objects.using(using)
+    silent = workers.filter(status__in=_LIVE, last_heartbeat_at__lt=cutoff)
+    orphaned = (
+        Task.objects.using(using)
+        .running()
+        .filter(Q(worker__isnull=True) | ~Q(worker__status__in=_LIVE))
+    )
+    if not silent.exists() and not orphaned.exists():
+        return []
     recovered: list[str] = []
     with locking_transaction(using):
-        dead = list(
-            Worker.objects.using(using)
-            .filter(status__in=_LIVE, last_heartbeat_at__lt=cutoff)
-            .select_for_update(skip_locked=True)
-        )
-        for worker in dead:
+        for worker in silent.select_for_update(skip_locked=True):
             worker.status = Worker.Status.DEAD
             worker.stopped_at = now
             worker.stop_reason = (
@@ -46,24 +53,25 @@ def reap(using: str, dead_after: float, now: datetime | None = None) -> list[str
             )
             worker.save(update_fields=["status", "stopped_at", "stop_reason"])
             logger.warning("Worker %s declared dead: %s", worker.name, worker.stop_reason)
-        live_workers = Worker.objects.using(using).filter(status__in=_LIVE).values("pk")
-        candidates = (
-            Task.objects.using(using)
-            .running()
-            .filter(Q(worker__isnull=True) | ~Q(worker__in=live_workers))
-        )
-        # Lock the rows themselves (no join: PostgreSQL refuses FOR UPDATE on the
-        # nullable side of one) and re-check under the lock: a row re-claimed by a
+        candidates = list(orphaned.values_list("pk", flat=True))
+        # Lock the task rows themselves (no join: PostgreSQL refuses FOR UPDATE on the
+        # nullable side of one), then re-check under the lock: a row re-claimed by a
         # live worker since the first read is not ours to recover.
-        for task in (
+        locked = list(
             Task.objects.using(using)
-            .filter(pk__in=list(candidates.values_list("pk", flat=True)))
+            .filter(pk__in=candidates)
             .running()
-            .exclude(worker__in=live_workers)
             .select_for_update(skip_locked=True)
-        ):
-            recover_lost_task(task, now)
-            recovered.append(str(task.pk))
+        )
+        live = set(
+            workers.filter(pk__in={t.worker_id for t in locked}, status__in=_LIVE).values_list(
+                "pk", flat=True
+            )
+        )
+        for task in locked:
+            if task.worker_id not in live:
+                recover_lost_task(task, now)
+                recovered.append(str(task.pk))
     return recovered
 
 

@@ -30,7 +30,9 @@ task_prerun = Signal()
 
 # Sent in the worker right after a task ran and its outcome was stored.
 # sender: the Task; kwargs: task_id, task_name, result (the return value, or the
-# exception raised), status (the row's status), task_result.
+# exception raised), status (the row's new status: SUCCESSFUL, FAILED, or READY
+# when it will be retried; None when the outcome was refused because this worker
+# had lost the claim), task_result.
 task_postrun = Signal()
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from django.db import connections
 from django.utils import timezone
 
-from ..db import locking_transaction
+from ..db import claims_one_queue_at_a_time, locking_transaction
 from ..models import Task, TaskStatus, Worker
 
 
@@ -22,14 +23,7 @@ def claim_next(
     """
     now = now or timezone.now()
     with locking_transaction(using):
-        row = (
-            Task.objects.using(using)
-            .ready(now)
-            .for_domains(domains)
-            .in_claim_order()
-            .select_for_update(skip_locked=True)
-            .first()
-        )
+        row = _lock_next(using, domains, now)
         if row is None:
             return None
         row.status = TaskStatus.RUNNING
@@ -52,6 +46,18 @@ def claim_next(
         )
         Worker.objects.using(using).filter(pk=worker.pk).update(current_task=row)
     return row
+
+
+def _lock_next(using: str, domains: list[str] | None, now: datetime) -> Task | None:
+    """Lock and return the first ready row in claim order, skipping locked ones."""
+    ready = Task.objects.using(using).ready(now)
+    claimable = ready.in_claim_order().select_for_update(skip_locked=True)
+    if not claims_one_queue_at_a_time(connections[using]):
+        return claimable.for_domains(domains).first()
+    if domains is None:
+        domains = list(ready.order_by().values_list("queue_name", flat=True).distinct())
+    heads = [row for domain in domains if (row := claimable.filter(queue_name=domain).first())]
+    return min(heads, key=lambda row: (-row.priority, row.available_at), default=None)
 
 
 def fenced(row: Task):  # type: ignore[no-untyped-def]

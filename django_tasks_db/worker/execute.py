@@ -51,7 +51,7 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
     except KeyboardInterrupt:
         release(row)
         raise
-    except BaseException as exc:  # noqa: BLE001 - a task's failure is data, never a crash
+    except BaseException as exc:
         outcome = exc
         status = _store_failure(row, exc, retry=not isinstance(exc, ReturnValueNotSerializable))
     else:
@@ -64,14 +64,15 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
         )
 
     finished = row_to_result(row, task)
-    send_robustly(task_finished, backend_class, task_result=finished)
+    if status is not None:
+        send_robustly(task_finished, backend_class, task_result=finished)
     send_robustly(
         task_postrun,
         task,
         task_id=str(row.pk),
         task_name=row.task_path,
         result=outcome,
-        status=row.status,
+        status=status,
         task_result=finished,
     )
     return status

@@ -19,6 +19,7 @@ from django.utils.crypto import get_random_string
 from ..backend import DatabaseBackend
 from ..db import keep_connection_healthy, skip_locked_problem
 from ..exceptions import DatabaseNotSupported
+from ..models import Task
 from ..models import Worker as WorkerRow
 from ..signals import send_robustly, worker_started, worker_stopping
 from ..task_paths import import_task_modules
@@ -136,7 +137,7 @@ class Worker:
                 continue
             reconnect_delay = poll_interval
             if row is None:
-                if self.burst:
+                if self.burst and not self._anything_ready():
                     self.request_stop("burst: nothing left to run")
                     break
                 self._stop.wait(poll_interval)
@@ -146,6 +147,10 @@ class Worker:
             if self.max_tasks is not None and processed >= self.max_tasks:
                 self.request_stop(f"ran --max-tasks={self.max_tasks}")
         return processed
+
+    def _anything_ready(self) -> bool:
+        """Ready rows that the claim skipped because other workers held them locked."""
+        return Task.objects.using(self.using).ready().for_domains(self.domains).exists()
 
     def _run_one(self, row) -> None:  # type: ignore[no-untyped-def]
         started = time.monotonic()
