@@ -8,8 +8,15 @@ from .models import Task, Worker
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "task_path", "queue_name", "priority", "status", "attempts", "enqueued_at",
-        "finished_at", "worker",
+        "id",
+        "task_path",
+        "queue_name",
+        "priority",
+        "status",
+        "attempts",
+        "enqueued_at",
+        "finished_at",
+        "worker",
     ]
     list_filter = ["status", "queue_name", "backend_name"]
     search_fields = ["id", "task_path"]
@@ -23,7 +30,13 @@ class TaskAdmin(admin.ModelAdmin):
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "host", "pid", "status", "domains", "last_heartbeat_at", "current_task",
+        "name",
+        "host",
+        "pid",
+        "status",
+        "domains",
+        "last_heartbeat_at",
+        "current_task",
         "tasks_processed",
     ]
     list_filter = ["status", "host"]

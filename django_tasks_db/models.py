@@ -87,15 +87,22 @@ class Worker(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def heartbeat(self, now: datetime | None = None) -> bool:
-        """Record that this worker is alive; False when it was declared dead meanwhile."""
-        self.last_heartbeat_at = now or timezone.now()
-        return bool(
+    def unless_dead(self) -> models.QuerySet[Worker]:
+        """This row as a queryset, empty once a reaper declared the worker dead.
+
+        Every write saying "this worker is alive or busy" goes through it, so a
+        worker that was presumed dead cannot quietly undo the verdict.
+        """
+        return (
             Worker.objects.using(self._state.db)
             .filter(pk=self.pk)
             .exclude(status=Worker.Status.DEAD)
-            .update(last_heartbeat_at=self.last_heartbeat_at)
         )
+
+    def heartbeat(self, now: datetime | None = None) -> bool:
+        """Record that this worker is alive; False when it was declared dead meanwhile."""
+        self.last_heartbeat_at = now or timezone.now()
+        return bool(self.unless_dead().update(last_heartbeat_at=self.last_heartbeat_at))
 
     def mark_stopped(self, reason: str = "", now: datetime | None = None) -> None:
         self.status = Worker.Status.STOPPED
@@ -113,9 +120,7 @@ class Task(models.Model):
     backend_name = models.CharField(max_length=100, default="default")
     queue_name = models.CharField(max_length=100, default="default")
     priority = models.SmallIntegerField(default=0)
-    status = models.CharField(
-        max_length=10, choices=TaskStatus.choices, default=TaskStatus.READY
-    )
+    status = models.CharField(max_length=10, choices=TaskStatus.choices, default=TaskStatus.READY)
     args = models.JSONField(default=list, blank=True)
     kwargs = models.JSONField(default=dict, blank=True)
     return_value = models.JSONField(null=True, blank=True)

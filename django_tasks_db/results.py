@@ -87,8 +87,6 @@ def wait_for_row(
             return row
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ResultTimeout(
-                f"Task {result_id} is still {row.status} after {timeout} seconds."
-            )
+            raise ResultTimeout(f"Task {result_id} is still {row.status} after {timeout} seconds.")
         time.sleep(min(poll_interval, remaining))
         poll_interval = min(poll_interval * 2, 1.0)

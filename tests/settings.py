@@ -51,9 +51,9 @@ _db = DATABASES["default"]
 if _db["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so that worker processes share it with the test.
     _db["TEST"] = {"NAME": str(SQLITE_TEST_FILE)}
-    _db.setdefault("OPTIONS", {})["transaction_mode"] = env.str(
-        "SQLITE_TRANSACTION_MODE", default="IMMEDIATE"
-    ) or None
+    _db.setdefault("OPTIONS", {})["transaction_mode"] = (
+        env.str("SQLITE_TRANSACTION_MODE", default="IMMEDIATE") or None
+    )
     _db["OPTIONS"]["timeout"] = 30
 elif _db["ENGINE"].endswith("mysql"):
     _db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"

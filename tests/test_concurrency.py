@@ -21,9 +21,7 @@ def drain(processes, count: int, env: dict[str, str] | None = None) -> dict[str,
         for i in range(TASKS):
             tasks.record_run.enqueue(f"key-{i}")
     started = time.monotonic()
-    workers = [
-        processes("runworker", "--burst", "--verbosity", "0", env=env) for _ in range(count)
-    ]
+    workers = [processes("runworker", "--burst", "--verbosity", "0", env=env) for _ in range(count)]
     wait_until(lambda: all(w.poll() is not None for w in workers), timeout=240, interval=0.2)
     elapsed = time.monotonic() - started
     assert [w.returncode for w in workers] == [0] * count
@@ -40,7 +38,9 @@ def drain(processes, count: int, env: dict[str, str] | None = None) -> dict[str,
         "seconds": round(elapsed, 2),
         "failures": Counter(
             errors[-1]["traceback"].strip().splitlines()[-1]
-            for errors in Task.objects.filter(status=TaskStatus.FAILED).values_list("errors", flat=True)
+            for errors in Task.objects.filter(status=TaskStatus.FAILED).values_list(
+                "errors", flat=True
+            )
         ),
     }
     print(f"\nexactly-once figures: {figures}")

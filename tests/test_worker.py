@@ -220,8 +220,14 @@ def test_a_raising_receiver_never_kills_the_worker(caplog) -> None:
     def broken(**kwargs):
         raise RuntimeError("receiver broke")
 
-    hooks = [signals.worker_started, signals.task_prerun, signals.task_postrun,
-             signals.worker_stopping, task_started, task_finished]
+    hooks = [
+        signals.worker_started,
+        signals.task_prerun,
+        signals.task_postrun,
+        signals.worker_stopping,
+        task_started,
+        task_finished,
+    ]
     for hook in hooks:
         hook.connect(broken)
     try:

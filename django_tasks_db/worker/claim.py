@@ -44,8 +44,14 @@ def claim_next(
                 "worker_ids",
             ]
         )
-        Worker.objects.using(using).filter(pk=worker.pk).update(current_task=row)
+        # Counts as a heartbeat: a worker busy claiming is never mistaken for a dead one.
+        if not worker.unless_dead().update(current_task=row, last_heartbeat_at=now):
+            raise WorkerDeclaredDead(worker.name)  # rolls the claim back
     return row
+
+
+class WorkerDeclaredDead(Exception):
+    """This worker's row was marked DEAD by a reaper; it must not claim under it."""
 
 
 def _lock_next(using: str, domains: list[str] | None, now: datetime) -> Task | None:

@@ -36,7 +36,9 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
         logger.error("Task %s cannot run: %s", row.pk, exc)
         return _store_failure(row, exc, retry=False)
 
-    send_robustly(task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result)
+    send_robustly(
+        task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result
+    )
     send_robustly(task_started, backend_class, task_result=result)
     outcome: Any
     try:
@@ -80,9 +82,7 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
 
 def _store_failure(row: Task, exc: BaseException, *, retry: bool) -> str | None:
     cls = type(exc)
-    row.add_error(
-        f"{cls.__module__}.{cls.__qualname__}", "".join(tb.format_exception(exc))
-    )
+    row.add_error(f"{cls.__module__}.{cls.__qualname__}", "".join(tb.format_exception(exc)))
     now = timezone.now()
     if retry and row.attempts < row.max_attempts and not isinstance(exc, UnknownTaskPath):
         return _store(
@@ -118,4 +118,3 @@ def _store(row: Task, **changes: Any) -> str | None:
     for field, value in changes.items():
         setattr(row, field, value)
     return row.status
-

@@ -23,7 +23,7 @@ from ..models import Task
 from ..models import Worker as WorkerRow
 from ..signals import send_robustly, worker_started, worker_stopping
 from ..task_paths import import_task_modules
-from .claim import claim_next
+from .claim import WorkerDeclaredDead, claim_next
 from .execute import run_claimed
 from .heartbeat import Heartbeat
 
@@ -118,7 +118,9 @@ class Worker:
             send_robustly(worker_stopping, type(self), worker=self.row)
             heartbeat.stop()
             self._unregister()
-            logger.info("Worker %s stopped after %d task(s): %s", self.name, processed, self.stop_reason)
+            logger.info(
+                "Worker %s stopped after %d task(s): %s", self.name, processed, self.stop_reason
+            )
         return processed
 
     def _loop(self) -> int:
@@ -129,6 +131,9 @@ class Worker:
         while not self.stopping:
             try:
                 row = claim_next(self.row, self.domains, self.using)
+            except WorkerDeclaredDead:
+                self._revive()
+                continue
             except DatabaseError as exc:
                 logger.warning("Claim failed (%s); retrying in %.1fs.", exc, reconnect_delay)
                 connections[self.using].close()
@@ -156,14 +161,19 @@ class Worker:
         started = time.monotonic()
         status = run_claimed(row, type(self.backend))
         logger.info(
-            "Task %s %s: %s in %.3fs", row.pk, row.task_path, status or "REFUSED",
+            "Task %s %s: %s in %.3fs",
+            row.pk,
+            row.task_path,
+            status or "REFUSED",
             time.monotonic() - started,
         )
         keep_connection_healthy(self.using)
 
         assert self.row is not None
-        WorkerRow.objects.using(self.using).filter(pk=self.row.pk).update(
-            current_task=None, tasks_processed=F("tasks_processed") + 1
+        self.row.unless_dead().update(
+            current_task=None,
+            tasks_processed=F("tasks_processed") + 1,
+            last_heartbeat_at=timezone.now(),
         )
 
     # -- registration -------------------------------------------------------------------
@@ -199,6 +209,26 @@ class Worker:
             existing.save(using=self.using)
             return existing
         return WorkerRow.objects.using(self.using).create(name=self.name, **fields)
+
+    def _revive(self) -> None:
+        """Come back under the same row after a reaper declared this worker dead.
+
+        That happens when heartbeats stall longer than WORKER_DEAD_AFTER (a frozen
+        host, a database outage). The tasks it held were recovered by the reaper and
+        its late results are refused by their fencing tokens; from now on it is a
+        live worker again.
+        """
+        assert self.row is not None
+        logger.error(
+            "Worker %s was declared dead while alive (heartbeats stalled); re-registering.",
+            self.name,
+        )
+        self.row.refresh_from_db()
+        self.row.status = WorkerRow.Status.RUNNING
+        self.row.stopped_at = None
+        self.row.last_heartbeat_at = timezone.now()
+        self.row.stop_reason = f"revived after being declared dead: {self.row.stop_reason}"
+        self.row.save(update_fields=["status", "stopped_at", "last_heartbeat_at", "stop_reason"])
 
     def _unregister(self) -> None:
         assert self.row is not None
