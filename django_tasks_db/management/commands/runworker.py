@@ -55,9 +55,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
             if worker.stopping:
                 raise KeyboardInterrupt  # the second signal interrupts the task
-            worker.request_stop(f"received {signal.Signals(signum).name}")
+            worker.request_stop(f"received {name}")
+            self.stderr.write(f"{name}: stopping after the current task (again to interrupt it).")
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)

@@ -1,0 +1,73 @@
+"""``manage.py runworker`` as a real process: pick-up, signals, clean stop."""
+
+import signal
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from django_tasks_db.models import Task, TaskStatus, Worker
+from tests.processes import stop, wait_until
+from tests.testapp import tasks
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def status_of(task_id: str) -> str:
+    return Task.objects.get(pk=task_id).status
+
+
+def test_picks_up_a_task_enqueued_while_it_runs(processes) -> None:
+    worker = processes("runworker", "--worker-id", "live")
+    wait_until(lambda: Worker.objects.filter(name="live").exists(), timeout=30)
+    result = tasks.add.enqueue(20, 22)
+    wait_until(lambda: status_of(result.id) == TaskStatus.SUCCESSFUL, timeout=30)
+    assert stop(worker) == 0
+    row = Worker.objects.get(name="live")
+    assert row.status == Worker.Status.STOPPED and "SIGTERM" in row.stop_reason
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_lets_the_current_task_finish(processes, sig) -> None:
+    result = tasks.sleep_for.enqueue(1.5)
+    worker = processes("runworker", "--worker-id", "graceful")
+    wait_until(lambda: status_of(result.id) == TaskStatus.RUNNING, timeout=30)
+    assert stop(worker, sig) == 0
+    row = Task.objects.get(pk=result.id)
+    assert (row.status, row.return_value) == (TaskStatus.SUCCESSFUL, 1.5)
+    assert Worker.objects.get(name="graceful").status == Worker.Status.STOPPED
+
+
+def test_a_second_signal_interrupts_and_requeues_the_task(processes, tmp_path) -> None:
+    result = tasks.sleep_for.enqueue(60)
+    worker = processes("runworker", "--worker-id", "impatient")
+    wait_until(lambda: status_of(result.id) == TaskStatus.RUNNING, timeout=30)
+    worker.send_signal(signal.SIGTERM)
+    log = tmp_path / "0.log"
+    wait_until(lambda: "again to interrupt" in log.read_text(), timeout=10)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    row = Task.objects.get(pk=result.id)
+    assert (row.status, row.attempts, row.worker_ids) == (TaskStatus.READY, 0, [])
+    assert Worker.objects.get(name="impatient").status == Worker.Status.STOPPED
+
+
+def test_burst_and_max_tasks(processes) -> None:
+    for i in range(3):
+        tasks.add.enqueue(i, i)
+    assert processes("runworker", "--max-tasks", "2").wait(60) == 0
+    assert Task.objects.filter(status=TaskStatus.SUCCESSFUL).count() == 2
+    assert processes("runworker", "--burst").wait(60) == 0
+    assert Task.objects.filter(status=TaskStatus.SUCCESSFUL).count() == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--domain", "nope"], "Unknown domain"),
+        (["--backend", "nope"], "nope"),
+        (["--max-tasks", "0"], "--max-tasks must be at least 1"),
+    ],
+)
+def test_bad_arguments_are_command_errors(args, message) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("runworker", *args)
