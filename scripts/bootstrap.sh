@@ -49,10 +49,14 @@ _bootstrap() {
   local stamp="$VENV/.installed-${EXTRAS//,/-}"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     [[ ",$EXTRAS," == *",mysql,"* ]] && { _ensure_mysql_headers || return 1; }
-    echo "Installing django_tasks_db[$EXTRAS] into $VENV..." >&2
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null \
-      && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$EXTRAS]" \
-      && touch "$stamp" || return 1
+    echo "Installing django_tasks_db[$EXTRAS] into $VENV (log: $VENV/pip.log)..." >&2
+    if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+           && "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[$EXTRAS]"
+         } >"$VENV/pip.log" 2>&1; then
+      tail -n 30 "$VENV/pip.log" >&2
+      return 1
+    fi
+    touch "$stamp"
   fi
   PY="$VENV/bin/python"
 }

@@ -1,0 +1,69 @@
+"""``manage.py demo``: enqueue one of each demo task, wait for a worker, print results.
+
+Needs a running ``manage.py runworker`` (``scripts/demo`` starts one).
+"""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.tasks import TaskResult, default_task_backend
+
+from demo import tasks
+from django_tasks_db.exceptions import ResultTimeout
+from django_tasks_db.models import Task
+
+
+class Command(BaseCommand):
+    help = "Enqueue the demo tasks, wait for a worker to run them, and print the results."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--timeout", type=float, default=120, help="Seconds to wait.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        with transaction.atomic():
+            results = [
+                tasks.add.enqueue(2, 3),
+                tasks.greet.enqueue("Django"),
+                tasks.slow_squares.enqueue(8),
+                tasks.always_fails.enqueue("on purpose"),
+            ]
+        rolled_back = self._enqueue_and_roll_back()
+        self.stdout.write(f"Enqueued {len(results)} tasks; waiting for the worker...")
+        try:
+            finished = [
+                default_task_backend.wait_for_result(r.id, timeout=options["timeout"])
+                for r in results
+            ]
+        except ResultTimeout as exc:
+            raise CommandError(f"{exc} Is `manage.py runworker` running?") from exc
+        for result in finished:
+            self.stdout.write(self._line(result))
+        exists = Task.objects.filter(pk=rolled_back).exists()
+        self.stdout.write(
+            f"{'tasks.add (rolled back)':<24} {'-':<10} never committed: "
+            f"{'row exists!' if exists else 'no row, never runs'}"
+        )
+        expected = ["SUCCESSFUL", "SUCCESSFUL", "SUCCESSFUL", "FAILED"]
+        if [r.status for r in finished] != expected or exists:
+            raise CommandError("The demo did not end as expected.")
+        self.stdout.write(self.style.SUCCESS("Demo finished as expected."))
+
+    def _enqueue_and_roll_back(self) -> str:
+        try:
+            with transaction.atomic():
+                task_id = tasks.add.enqueue(1, 1).id
+                raise _RollBack
+        except _RollBack:
+            return task_id
+
+    def _line(self, result: TaskResult) -> str:
+        if result.status == "SUCCESSFUL":
+            outcome = f"returned {result.return_value!r}"
+        else:
+            outcome = f"{result.errors[-1].exception_class_path} after {result.attempts} attempts"
+        return f"{result.task.module_path.removeprefix('demo.'):<24} {result.status:<10} {outcome}"
+
+
+class _RollBack(Exception):
+    pass

@@ -1,0 +1,36 @@
+"""The demo's tasks: Django's own ``@task``, run by ``manage.py runworker``."""
+
+import asyncio
+import multiprocessing
+
+from django.tasks import task
+
+from .compute import slow_square
+
+
+@task
+def add(a: int, b: int) -> int:
+    """A quick task."""
+    return a + b
+
+
+@task(queue_name="reports", priority=10, timeout=300)
+def slow_squares(n: int) -> dict:
+    """A long task that starts processes of its own: a pool squares 0..n-1."""
+    # "spawn" starts clean interpreters: safe beside the worker's heartbeat thread.
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        squares = pool.map(slow_square, range(n))
+    return {"n": n, "sum_of_squares": sum(squares)}
+
+
+@task
+async def greet(name: str) -> str:
+    """An async task."""
+    await asyncio.sleep(0.1)
+    return f"Hello, {name}!"
+
+
+@task(max_attempts=2)
+def always_fails(reason: str) -> None:
+    """Fails on every attempt: shows retries and errors in the admin."""
+    raise RuntimeError(reason)
