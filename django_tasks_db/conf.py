@@ -29,6 +29,8 @@ class BackendOptions:
     max_attempts: int = 1
     #: Default hard time limit in seconds, or None for none (``@task(timeout=...)``).
     timeout: float | None = None
+    #: Seconds running tasks get to finish after SIGTERM before they are killed.
+    shutdown_grace_period: float = 30.0
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -43,7 +45,12 @@ class BackendOptions:
         for key in raw:
             if key not in cls.keys():  # noqa: SIM118 - keys() is our classmethod
                 problems.append(f"Unknown option {key!r}; known: {', '.join(cls.keys())}.")
-        for key in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER"):
+        for key in (
+            "POLL_INTERVAL",
+            "HEARTBEAT_INTERVAL",
+            "WORKER_DEAD_AFTER",
+            "SHUTDOWN_GRACE_PERIOD",
+        ):
             if key in raw and not is_positive_number(raw[key]):
                 problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")
         if (

@@ -32,6 +32,7 @@ def test_defaults() -> None:
         worker_dead_after=30.0,
         max_attempts=1,
         timeout=None,
+        shutdown_grace_period=30.0,
     )
 
 

@@ -18,11 +18,11 @@ def status_of(task_id: str) -> str:
 
 def test_picks_up_a_task_enqueued_while_it_runs(processes) -> None:
     worker = processes("runworker", "--worker-id", "live")
-    wait_until(lambda: Worker.objects.filter(name="live").exists(), timeout=30)
+    wait_until(lambda: Worker.objects.filter(name="live-1").exists(), timeout=30)
     result = tasks.add.enqueue(20, 22)
     wait_until(lambda: status_of(result.id) == TaskStatus.SUCCESSFUL, timeout=30)
     assert stop(worker) == 0
-    row = Worker.objects.get(name="live")
+    row = Worker.objects.get(name="live-1")
     assert row.status == Worker.Status.STOPPED and "SIGTERM" in row.stop_reason
 
 
@@ -34,7 +34,7 @@ def test_a_signal_lets_the_current_task_finish(processes, sig) -> None:
     assert stop(worker, sig) == 0
     row = Task.objects.get(pk=result.id)
     assert (row.status, row.return_value) == (TaskStatus.SUCCESSFUL, 1.5)
-    assert Worker.objects.get(name="graceful").status == Worker.Status.STOPPED
+    assert Worker.objects.get(name="graceful-1").status == Worker.Status.STOPPED
 
 
 def test_a_second_signal_interrupts_and_requeues_the_task(processes, tmp_path) -> None:
@@ -48,7 +48,7 @@ def test_a_second_signal_interrupts_and_requeues_the_task(processes, tmp_path) -
     assert worker.wait(30) == 0
     row = Task.objects.get(pk=result.id)
     assert (row.status, row.attempts, row.worker_ids) == (TaskStatus.READY, 0, [])
-    assert Worker.objects.get(name="impatient").status == Worker.Status.STOPPED
+    assert Worker.objects.get(name="impatient-1").status == Worker.Status.STOPPED
 
 
 def test_burst_and_max_tasks(processes) -> None:

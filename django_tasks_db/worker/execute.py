@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 import traceback as tb
+from collections.abc import Callable
 from typing import Any
 
+from django.db import InterfaceError, OperationalError, connections
 from django.tasks import TaskContext
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
@@ -20,6 +23,9 @@ from ..task_paths import resolve_task
 from .claim import fenced
 
 logger = logging.getLogger("django_tasks_db.worker")
+
+#: Longest wait between two attempts to store an outcome while the database is away.
+MAX_STORE_DELAY = 10.0
 
 
 def run_claimed(row: Task, backend_class: type) -> str | None:
@@ -95,6 +101,18 @@ def _store_failure(row: Task, exc: BaseException, *, retry: bool) -> str | None:
     return _store(row, status=TaskStatus.FAILED, errors=row.errors, finished_at=now)
 
 
+def _retrying(write: Callable[[], int], using: str) -> int:
+    delay = 0.5
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("Storing a task outcome failed (%s); retrying in %.1fs.", exc, delay)
+            connections[using].close()
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_STORE_DELAY)
+
+
 def release(row: Task) -> None:
     """Give a task back without charging the attempt (the worker was interrupted)."""
     _store(
@@ -107,8 +125,14 @@ def release(row: Task) -> None:
 
 
 def _store(row: Task, **changes: Any) -> str | None:
-    """Write ``changes`` if this worker still holds the claim; refuse them otherwise."""
-    if not fenced(row).update(**changes):
+    """Write ``changes`` if this worker still holds the claim; refuse them otherwise.
+
+    When the database is unreachable the write is retried until it goes through:
+    the task already ran, and its outcome must not be lost. Should the outage last
+    longer than WORKER_DEAD_AFTER, a reaper re-queues the task and the fencing token
+    refuses this late write.
+    """
+    if not _retrying(lambda: fenced(row).update(**changes), row._state.db or "default"):
         logger.warning(
             "Task %s was claimed again after this worker lost it; outcome %s refused.",
             row.pk,

@@ -33,6 +33,17 @@ logger = logging.getLogger("django_tasks_db.worker")
 MAX_RECONNECT_DELAY = 30.0
 
 
+def resident_memory_mb() -> float:
+    """This process's resident memory now (Linux), else its peak (other POSIX)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class WorkerAlreadyRunning(Exception):
     """A live worker already uses the requested name."""
 
@@ -42,6 +53,9 @@ class Worker:
 
     ``burst`` stops once nothing is ready; ``max_tasks`` after that many tasks;
     ``request_stop()`` (the command calls it on SIGINT/SIGTERM) after the current task.
+    ``recycle_after`` and ``max_memory_mb`` also stop it, with ``recycle`` set so a
+    supervisor knows to start a fresh process. ``heartbeat=False`` leaves heartbeats
+    and reaping to the supervisor, which a busy task cannot block.
     """
 
     def __init__(
@@ -52,6 +66,9 @@ class Worker:
         name: str | None = None,
         burst: bool = False,
         max_tasks: int | None = None,
+        recycle_after: int | None = None,
+        max_memory_mb: float | None = None,
+        heartbeat: bool = True,
     ) -> None:
         self.backend = task_backends[backend]
         if not isinstance(self.backend, DatabaseBackend):
@@ -63,6 +80,11 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{get_random_string(4)}"
         self.burst = burst
         self.max_tasks = max_tasks
+        self.recycle_after = recycle_after
+        self.max_memory_mb = max_memory_mb
+        self.heartbeat = heartbeat
+        #: True when the worker stopped to be replaced by a fresh process.
+        self.recycle = False
         self.row: WorkerRow | None = None
         self._stop = threading.Event()
         self.stop_reason = ""
@@ -103,7 +125,8 @@ class Worker:
             self.backend.settings.heartbeat_interval,
             self.backend.settings.worker_dead_after,
         )
-        heartbeat.start()
+        if self.heartbeat:
+            heartbeat.start()
         logger.info(
             "Worker %s started on %s (domains: %s).",
             self.name,
@@ -151,7 +174,18 @@ class Worker:
             processed += 1
             if self.max_tasks is not None and processed >= self.max_tasks:
                 self.request_stop(f"ran --max-tasks={self.max_tasks}")
+            elif self.recycle_after is not None and processed >= self.recycle_after:
+                self._recycle(f"ran --max-tasks-per-child={self.recycle_after}")
+            elif (
+                self.max_memory_mb is not None
+                and (rss := resident_memory_mb()) > self.max_memory_mb
+            ):
+                self._recycle(f"uses {rss:.0f} MB, above --max-memory={self.max_memory_mb:g}")
         return processed
+
+    def _recycle(self, reason: str) -> None:
+        self.recycle = True
+        self.request_stop(f"recycled: {reason}")
 
     def _anything_ready(self) -> bool:
         """Ready rows that the claim skipped because other workers held them locked."""

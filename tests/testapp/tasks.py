@@ -74,3 +74,33 @@ def remember(value: object) -> None:
 
 
 not_a_task = print
+
+
+@task
+def c_sleep(seconds: int) -> int:
+    """Sleeps inside C (libc), where no Python signal handler or flag check can reach."""
+    import ctypes
+
+    return ctypes.CDLL(None).sleep(seconds)
+
+
+@task(max_attempts=3)
+def crash_process() -> None:
+    """Kills its own process, as a segfault or the OOM killer would."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@task(max_attempts=2)
+def sleep_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@task(max_attempts=2)
+def record_after(key: str, seconds: float) -> int:
+    """Sleeps, then inserts one Run row: a second run of the key fails loudly."""
+    time.sleep(seconds)
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return os.getpid()

@@ -1,4 +1,4 @@
-"""``manage.py runworker``: run tasks from the database queue until stopped."""
+"""``manage.py runworker``: a supervisor and its worker processes for the database queue."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_tasks_db.exceptions import DatabaseNotSupported
-from django_tasks_db.worker import Worker, WorkerAlreadyRunning
+from django_tasks_db.worker.supervisor import Supervisor
 
 
 class Command(BaseCommand):
     help = (
-        "Run tasks of the database queue. SIGINT/SIGTERM: finish the current task, then "
-        "exit; a second signal interrupts the task and puts it back in the queue."
+        "Run tasks of the database queue in supervised worker processes. SIGINT/SIGTERM: "
+        "stop claiming, let running tasks finish within the grace period, then exit; a "
+        "second signal kills running tasks at once and puts them back in the queue."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -30,45 +31,78 @@ class Command(BaseCommand):
         parser.add_argument("--backend", default="default", help="TASKS alias (default: default).")
         parser.add_argument(
             "--worker-id",
-            help="Name of this worker in the Worker table (default: host-pid-random).",
+            help="Name prefix of the worker processes (default: host-pid); process i is NAME-i.",
+        )
+        parser.add_argument(
+            "--processes", type=int, default=1, metavar="N", help="Worker processes (default 1)."
         )
         parser.add_argument(
             "--burst", action="store_true", help="Exit (status 0) once no task is ready."
         )
         parser.add_argument(
-            "--max-tasks", type=int, metavar="N", help="Exit after running N tasks."
+            "--max-tasks", type=int, metavar="N", help="Each process exits after N tasks."
+        )
+        parser.add_argument(
+            "--max-tasks-per-child",
+            type=int,
+            metavar="N",
+            help="Replace a worker process by a fresh one after N tasks.",
+        )
+        parser.add_argument(
+            "--max-memory",
+            type=float,
+            metavar="MB",
+            help="Replace a worker process whose resident memory exceeds MB after a task.",
+        )
+        parser.add_argument(
+            "--grace-period",
+            type=float,
+            metavar="SECONDS",
+            help="Time running tasks get at shutdown (default: SHUTDOWN_GRACE_PERIOD, 30).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["max_tasks"] is not None and options["max_tasks"] < 1:
-            raise CommandError("--max-tasks must be at least 1.")
+        for flag in ("processes", "max_tasks", "max_tasks_per_child"):
+            if options[flag] is not None and options[flag] < 1:
+                raise CommandError(f"--{flag.replace('_', '-')} must be at least 1.")
+        for flag in ("max_memory", "grace_period"):
+            if options[flag] is not None and options[flag] < 0:
+                raise CommandError(f"--{flag.replace('_', '-')} cannot be negative.")
         _configure_logging(options["verbosity"])
         try:
-            worker = Worker(
+            supervisor = Supervisor(
                 backend=options["backend"],
                 domains=options["domains"],
+                processes=options["processes"],
                 name=options["worker_id"],
                 burst=options["burst"],
                 max_tasks=options["max_tasks"],
+                max_tasks_per_child=options["max_tasks_per_child"],
+                max_memory_mb=options["max_memory"],
+                grace_period=options["grace_period"],
             )
         except Exception as exc:  # an unknown alias, backend or domain
             raise CommandError(str(exc)) from exc
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
-            if worker.stopping:
-                raise KeyboardInterrupt  # the second signal interrupts the task
-            worker.request_stop(f"received {name}")
-            self.stderr.write(f"{name}: stopping after the current task (again to interrupt it).")
+            again = supervisor.stopping
+            supervisor.request_stop(f"received {name}")
+            if again:
+                self.stderr.write(
+                    f"{name} again: killing running tasks; they go back in the queue."
+                )
+            else:
+                self.stderr.write(
+                    f"{name}: stopping after the running tasks (again to interrupt them)."
+                )
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         try:
-            worker.run()
-        except (WorkerAlreadyRunning, DatabaseNotSupported) as exc:
+            supervisor.run()
+        except DatabaseNotSupported as exc:
             raise CommandError(str(exc)) from exc
-        except KeyboardInterrupt:
-            self.stderr.write("Interrupted; the running task was put back in the queue.")
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -76,6 +110,8 @@ def _configure_logging(verbosity: int) -> None:
     logger = logging.getLogger("django_tasks_db")
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+        )
         logger.addHandler(handler)
     logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))

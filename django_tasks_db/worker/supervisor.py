@@ -1,0 +1,324 @@
+"""The supervisor: one per host and ``runworker``; it never runs a task itself.
+
+It forks N worker processes and watches them: restarts any that dies (after
+settling the task it held), heartbeats on their behalf (a task cannot block that,
+even one stuck in C code holding the GIL), reaps dead workers elsewhere, kills a
+process whose task was aborted or ran past its time limit, and shuts down with a
+grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from ..db import skip_locked_problem
+from ..exceptions import DatabaseNotSupported
+from ..models import Task
+from ..models import Worker as WorkerRow
+from ..reaper import reap
+from .child import RECYCLE_EXIT, ChildSpec, run_child
+from .kills import Cause, settle
+from .loop import Worker
+
+logger = logging.getLogger("django_tasks_db.supervisor")
+
+#: Seconds between two looks at the children and their tasks (abort/time limit latency).
+TICK = 0.2
+#: A child that dies sooner than this after its start counts toward a crash loop.
+CRASH_LOOP_WINDOW = 5.0
+#: Longest wait before restarting a child that keeps dying at start.
+MAX_RESTART_DELAY = 30.0
+
+_LIVE = [WorkerRow.Status.RUNNING, WorkerRow.Status.STOPPING]
+
+
+@dataclass
+class Child:
+    slot: int
+    generation: int
+    name: str
+    pid: int
+    started: float = field(default_factory=time.monotonic)
+    #: Why the supervisor killed it, once it did (its tasks are settled already).
+    killed_for: str = ""
+
+
+@dataclass
+class Slot:
+    """One of the N places for a worker process, and when it may start again."""
+
+    number: int
+    generation: int = 0
+    restart_at: float = 0.0
+    restart_delay: float = 1.0
+    finished: bool = False
+
+
+class Supervisor:
+    """``runworker``: keep ``processes`` worker processes running until stopped."""
+
+    def __init__(
+        self,
+        *,
+        backend: str = "default",
+        domains: list[str] | None = None,
+        processes: int = 1,
+        name: str | None = None,
+        burst: bool = False,
+        max_tasks: int | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_mb: float | None = None,
+        grace_period: float | None = None,
+    ) -> None:
+        if processes < 1:
+            raise ValueError("--processes must be at least 1.")
+        probe = Worker(backend=backend, domains=domains)  # validates backend and domains
+        self.backend = probe.backend
+        self.using = probe.using
+        self.settings = probe.backend.settings
+        self.spec = ChildSpec(
+            backend=backend,
+            domains=probe.domains,
+            burst=burst,
+            max_tasks=max_tasks,
+            recycle_after=max_tasks_per_child,
+            max_memory_mb=max_memory_mb,
+        )
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.grace_period = (
+            self.settings.shutdown_grace_period if grace_period is None else grace_period
+        )
+        self.slots = [Slot(number) for number in range(1, processes + 1)]
+        self.children: dict[int, Child] = {}
+        self.stop_reason = ""
+        self._stop_requested = 0
+        self._deadline: float | None = None
+        self._last_beat = 0.0
+
+    # -- control --------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """First call: stop claiming, let running tasks finish within the grace period.
+        Second call: kill them now (they go back to the queue, uncharged). Signal-safe."""
+        self._stop_requested += 1
+        self.stop_reason = self.stop_reason or reason
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested > 0
+
+    # -- main loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        problem = skip_locked_problem(connections[self.using])
+        if problem:
+            raise DatabaseNotSupported(problem)
+        logger.info(
+            "Supervisor %s: %d process(es) on %s (domains: %s).",
+            self.name,
+            len(self.slots),
+            self.using,
+            ", ".join(self.spec.domains or ["all"]),
+        )
+        stop_signalled = 0
+        while True:
+            self._collect_exits()
+            if self._stop_requested != stop_signalled:
+                stop_signalled = self._stop_requested
+                self._begin_shutdown(force=stop_signalled > 1)
+            if self.stopping:
+                if not self.children:
+                    break
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    self._kill_all_for_shutdown()
+                    continue
+            else:
+                if not self.children and all(slot.finished for slot in self.slots):
+                    self.stop_reason = self.stop_reason or "every worker process finished"
+                    break
+                self._start_due_children()
+            self._watch_database()
+            time.sleep(TICK)
+        logger.info("Supervisor %s stopped: %s", self.name, self.stop_reason)
+
+    # -- children -------------------------------------------------------------------------
+
+    def _start_due_children(self) -> None:
+        busy = {child.slot for child in self.children.values()}
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.finished or slot.number in busy or now < slot.restart_at:
+                continue
+            slot.generation += 1
+            name = f"{self.name}-{slot.number}"
+            if slot.generation > 1:
+                name += f".{slot.generation}"
+            connections.close_all()  # never share a connection with a child
+            pid = os.fork()
+            if pid == 0:
+                run_child(self.spec, name, os.getppid())
+            self.children[pid] = Child(slot.number, slot.generation, name, pid)
+            logger.info("Started worker process %s (pid %d).", name, pid)
+
+    def _collect_exits(self) -> None:
+        for pid, child in list(self.children.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if not done:
+                continue
+            del self.children[pid]
+            try:
+                self._after_exit(child, os.waitstatus_to_exitcode(status))
+            except DatabaseError as exc:
+                # Its tasks stay RUNNING under a row nobody heartbeats: the reaper
+                # recovers them after WORKER_DEAD_AFTER.
+                logger.error("Could not settle the tasks of %s: %s", child.name, exc)
+                connections[self.using].close()
+
+    def _after_exit(self, child: Child, code: int) -> None:
+        slot = self.slots[child.slot - 1]
+        if child.killed_for:
+            slot.restart_at = time.monotonic()
+            return
+        if self.stopping:
+            self._settle_tasks_of(child, Cause.SHUTDOWN, "the worker stopped at shutdown")
+            return
+        if code == 0:
+            if self.spec.burst or self.spec.max_tasks is not None:
+                slot.finished = True
+            return
+        if code == RECYCLE_EXIT:
+            slot.restart_at = time.monotonic()
+            return
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        detail = f"worker process {child.name} (pid {child.pid}) died: {how}"
+        logger.error("%s; restarting it.", detail)
+        self._settle_tasks_of(child, Cause.CRASHED, detail)
+        self._mark_worker(child, WorkerRow.Status.DEAD, detail)
+        lived = time.monotonic() - child.started
+        slot.restart_delay = (
+            min(slot.restart_delay * 2, MAX_RESTART_DELAY) if lived < CRASH_LOOP_WINDOW else 1.0
+        )
+        slot.restart_at = time.monotonic() + (
+            slot.restart_delay if lived < CRASH_LOOP_WINDOW else 0
+        )
+
+    def _kill(self, child: Child, reason: str) -> None:
+        """SIGKILL the child's whole process group (the task's own subprocesses too)."""
+        child.killed_for = reason
+        for target in (lambda: os.killpg(child.pid, signal.SIGKILL), lambda: os.kill(child.pid, 9)):
+            try:
+                target()
+                break
+            except ProcessLookupError:
+                continue
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child.pid, 0)
+        self.children.pop(child.pid, None)
+        self._after_exit(child, -signal.SIGKILL)
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def _begin_shutdown(self, *, force: bool) -> None:
+        if force:
+            logger.warning("Second stop request: killing running tasks now.")
+            self._deadline = time.monotonic()
+            return
+        logger.info(
+            "Stopping: running tasks get %.0fs to finish (%s).", self.grace_period, self.stop_reason
+        )
+        self._deadline = time.monotonic() + self.grace_period
+        for child in self.children.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+
+    def _kill_all_for_shutdown(self) -> None:
+        for child in list(self.children.values()):
+            logger.warning("Killing %s: the grace period is over.", child.name)
+            self._kill(child, "the grace period ran out")
+            self._settle_tasks_of(child, Cause.SHUTDOWN, "the grace period ran out")
+            self._mark_worker(child, WorkerRow.Status.STOPPED, "killed: the grace period ran out")
+
+    # -- database duties ------------------------------------------------------------------
+
+    def _watch_database(self) -> None:
+        try:
+            self._enforce_limits()
+            now = time.monotonic()
+            if now - self._last_beat >= self.settings.heartbeat_interval:
+                self._last_beat = now
+                self._heartbeat()
+                reap(self.using, self.settings.worker_dead_after)
+        except DatabaseError as exc:
+            logger.warning("Supervisor %s cannot reach the database: %s", self.name, exc)
+            connections[self.using].close()
+
+    def _heartbeat(self) -> None:
+        names = [child.name for child in self.children.values() if not child.killed_for]
+        if names:
+            WorkerRow.objects.using(self.using).filter(name__in=names, status__in=_LIVE).update(
+                last_heartbeat_at=timezone.now()
+            )
+
+    def _enforce_limits(self) -> None:
+        """Kill the process of a task that was aborted or is past its time limit."""
+        by_name = {c.name: c for c in self.children.values() if not c.killed_for}
+        if not by_name:
+            return
+        now = timezone.now()
+        running = (
+            Task.objects.using(self.using)
+            .running()
+            .filter(worker__name__in=list(by_name))
+            .select_related("worker")
+        )
+        for row in running:
+            if row.abort_requested_at is not None:
+                cause, detail = Cause.ABORTED, f"aborted on request at {row.abort_requested_at}"
+            elif (
+                row.timeout is not None
+                and row.last_attempted_at is not None
+                and now >= row.last_attempted_at + timedelta(seconds=row.timeout)
+            ):
+                cause, detail = Cause.TIME_LIMIT, f"ran longer than its {row.timeout:g}s time limit"
+            else:
+                continue
+            child = by_name.get(row.worker.name) if row.worker else None
+            if child is None or child.killed_for:
+                continue
+            logger.warning("Task %s %s: killing %s.", row.pk, detail, child.name)
+            self._kill(child, f"task {row.pk} {cause}")
+            self._settle_tasks_of(child, cause, detail, target=row)
+            self._mark_worker(child, WorkerRow.Status.STOPPED, f"killed: task {row.pk} {detail}")
+
+    def _settle_tasks_of(
+        self, child: Child, cause: Cause, detail: str, target: Task | None = None
+    ) -> None:
+        """Settle every task still RUNNING under the child's row.
+
+        ``target`` is the task the kill was for; any other (claimed between our read
+        and the kill) did nothing wrong and goes back to the queue uncharged.
+        """
+        for row in Task.objects.using(self.using).running().filter(worker__name=child.name):
+            is_target = target is None or (
+                row.pk == target.pk and row.claim_token == target.claim_token
+            )
+            status = settle(row, cause if is_target else Cause.SHUTDOWN, detail)
+            logger.info("Task %s settled after %s: %s", row.pk, cause, status)
+
+    def _mark_worker(self, child: Child, status: str, reason: str) -> None:
+        WorkerRow.objects.using(self.using).filter(name=child.name, status__in=_LIVE).update(
+            status=status, stopped_at=timezone.now(), stop_reason=reason, current_task=None
+        )
