@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from .arguments import prepare_arguments
 from .conf import BackendOptions, is_positive_int, is_positive_number
+from .db import notify_enqueued
 from .results import get_row, row_to_result, wait_for_row
 from .signals import send_robustly
 from .task_paths import validate_task_path
@@ -193,6 +194,8 @@ class DatabaseBackend(BaseTaskBackend):
             timeout=timeout if timeout is not None else self.settings.timeout,
         )
         row.save(using=self.database, force_insert=True)
+        if row.available_at <= now:
+            notify_enqueued(self.database, queue_name)
         return row
 
     # -- results ------------------------------------------------------------------------

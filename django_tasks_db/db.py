@@ -8,10 +8,12 @@ can skip locked rows, how a worker keeps its connection) is decided here, throug
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger("django_tasks_db")
@@ -114,3 +116,60 @@ def close_task_connections(keep: str) -> None:
         if conn.alias != keep:
             conn.close_if_unusable_or_obsolete()
     keep_connection_healthy(keep)
+
+
+#: The PostgreSQL channel on which an enqueue wakes idle workers.
+NOTIFY_CHANNEL = "django_tasks_db"
+
+
+def notify_enqueued(using: str, queue_name: str) -> None:
+    """Wake idle workers when the caller's transaction commits (PostgreSQL only).
+
+    ``pg_notify`` inside the enqueue's transaction is delivered at commit and
+    dropped on rollback, exactly like the row itself.
+    """
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue_name])
+
+
+class Wakeup:
+    """How an idle worker waits for work: LISTEN/NOTIFY where the database and
+    driver offer it (PostgreSQL with psycopg 3), else a plain poll interval."""
+
+    def __init__(self, using: str, stop: threading.Event) -> None:
+        self.using = using
+        self.stop = stop
+        self._listening_on: object = None
+
+    def wait(self, timeout: float) -> None:
+        """Return after ``timeout`` seconds, on a notification, or when stopped."""
+        connection = connections[self.using]
+        if connection.vendor != "postgresql" or self.stop.is_set():
+            self.stop.wait(timeout)
+            return
+        try:
+            connection.ensure_connection()
+            raw = connection.connection
+            if not callable(getattr(raw, "notifies", None)):  # psycopg2: poll
+                self.stop.wait(timeout)
+                return
+            if self._listening_on is not raw:  # a new connection must LISTEN again
+                with connection.cursor() as cursor:
+                    cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                self._listening_on = raw
+            # In slices, so that a stop request is seen within half a second.
+            deadline = time.monotonic() + timeout
+            while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                if next(iter(raw.notifies(timeout=min(left, 0.5), stop_after=1)), None):
+                    return
+        except DatabaseError:
+            self._listening_on = None
+            connection.close()
+            self.stop.wait(timeout)
+        except Exception as exc:  # the driver's own errors on a broken connection
+            logger.warning("Waiting for notifications failed (%s); polling.", exc)
+            self._listening_on = None
+            connection.close()
+            self.stop.wait(timeout)

@@ -65,7 +65,7 @@ TASKS = {
         "BACKEND": "django_tasks_db.backend.DatabaseBackend",
         "QUEUES": ["default", "emails", "reports"],
         "OPTIONS": {
-            "POLL_INTERVAL": 0.05,
+            "POLL_INTERVAL": env.float("TASKS_TEST_POLL_INTERVAL", default=0.05),
             "HEARTBEAT_INTERVAL": 0.2,
             "WORKER_DEAD_AFTER": 2.0,
         },

@@ -71,3 +71,28 @@ def test_burst_and_max_tasks(processes) -> None:
 def test_bad_arguments_are_command_errors(args, message) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("runworker", *args)
+
+
+def test_postgresql_wakes_idle_workers_at_commit(processes, vendor) -> None:
+    """With a 30 s poll interval, only LISTEN/NOTIFY can explain a fast pickup."""
+    if vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    from tests.processes import command_env
+
+    worker = processes(
+        "runworker", "--worker-id", "listener", env=command_env(TASKS_TEST_POLL_INTERVAL="30")
+    )
+    wait_until(lambda: Worker.objects.filter(name="listener-1").exists(), timeout=30)
+    first = tasks.add.enqueue(0, 0)  # may race the LISTEN: then the poll picks it up
+    wait_until(lambda: status_of(first.id) == TaskStatus.SUCCESSFUL, timeout=35)
+    latencies = []
+    for _ in range(5):
+        result = tasks.add.enqueue(1, 1)
+        wait_until(
+            lambda r=result: status_of(r.id) == TaskStatus.SUCCESSFUL, timeout=5, interval=0.01
+        )
+        row = Task.objects.get(pk=result.id)
+        latencies.append((row.started_at - row.enqueued_at).total_seconds())
+    print(f"\npickup latency with NOTIFY (poll 30 s): {[round(x, 3) for x in latencies]}")
+    assert max(latencies) < 1
+    assert stop(worker) == 0

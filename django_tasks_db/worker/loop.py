@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from ..backend import DatabaseBackend
-from ..db import keep_connection_healthy, skip_locked_problem
+from ..db import Wakeup, keep_connection_healthy, skip_locked_problem
 from ..exceptions import DatabaseNotSupported
 from ..models import Task
 from ..models import Worker as WorkerRow
@@ -87,6 +87,7 @@ class Worker:
         self.recycle = False
         self.row: WorkerRow | None = None
         self._stop = threading.Event()
+        self._wakeup = Wakeup(self.using, self._stop)
         self.stop_reason = ""
 
     def _domains(self, requested: Iterable[str] | None) -> list[str] | None:
@@ -168,7 +169,7 @@ class Worker:
                 if self.burst and not self._anything_ready():
                     self.request_stop("burst: nothing left to run")
                     break
-                self._stop.wait(poll_interval)
+                self._wakeup.wait(poll_interval)
                 continue
             self._run_one(row)
             processed += 1
