@@ -1,6 +1,7 @@
 """Plain admin registrations; results are read-only (the control room is its own issue)."""
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from .models import Task, Worker
 
@@ -23,7 +24,7 @@ class TaskAdmin(admin.ModelAdmin):
     date_hierarchy = "enqueued_at"
     readonly_fields = [f.name for f in Task._meta.fields]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -42,5 +43,5 @@ class WorkerAdmin(admin.ModelAdmin):
     list_filter = ["status", "host"]
     readonly_fields = [f.name for f in Worker._meta.fields]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.core import checks
 from django.tasks import Task, TaskResult
@@ -42,7 +42,7 @@ class DatabaseTask(Task):
     max_attempts: int | None = None
     timeout: float | None = None
 
-    def using(  # type: ignore[override]
+    def using(
         self,
         *,
         priority: int | None = None,
@@ -52,8 +52,11 @@ class DatabaseTask(Task):
         max_attempts: int | None = None,
         timeout: float | None = None,
     ) -> DatabaseTask:
-        task = Task.using(
-            self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
+        task = cast(
+            DatabaseTask,
+            Task.using(
+                self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
+            ),
         )
         changes: dict[str, Any] = {}
         if max_attempts is not None:

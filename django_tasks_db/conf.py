@@ -67,8 +67,9 @@ class BackendOptions:
             )
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
-        heartbeat = raw.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)
-        dead_after = raw.get("WORKER_DEAD_AFTER", cls.worker_dead_after)
+        defaults = cls()
+        heartbeat = raw.get("HEARTBEAT_INTERVAL", defaults.heartbeat_interval)
+        dead_after = raw.get("WORKER_DEAD_AFTER", defaults.worker_dead_after)
         if (
             is_positive_number(heartbeat)
             and is_positive_number(dead_after)

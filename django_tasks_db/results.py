@@ -42,7 +42,7 @@ def task_for_row(row: TaskRow, task: DjangoTask | None = None) -> DjangoTask:
 
 
 def row_to_result(row: TaskRow, task: DjangoTask | None = None) -> TaskResult:
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task_for_row(row, task),
         id=str(row.id),
         status=_DJANGO_STATUS[row.status],

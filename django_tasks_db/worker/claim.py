@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from django.db import connections
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..db import claims_one_queue_at_a_time, locking_transaction
@@ -66,7 +67,7 @@ def _lock_next(using: str, domains: list[str] | None, now: datetime) -> Task | N
     return min(heads, key=lambda row: (-row.priority, row.available_at), default=None)
 
 
-def fenced(row: Task):  # type: ignore[no-untyped-def]
+def fenced(row: Task) -> QuerySet[Task]:
     """The queryset that still belongs to ``row``'s claim (empty once it was lost)."""
     return Task.objects.using(row._state.db).filter(
         pk=row.pk, claim_token=row.claim_token, status=TaskStatus.RUNNING

@@ -70,11 +70,12 @@ class Worker:
         max_memory_mb: float | None = None,
         heartbeat: bool = True,
     ) -> None:
-        self.backend = task_backends[backend]
-        if not isinstance(self.backend, DatabaseBackend):
+        configured = task_backends[backend]
+        if not isinstance(configured, DatabaseBackend):
             raise ValueError(
-                f"Task backend {backend!r} is {type(self.backend).__name__}, not DatabaseBackend."
+                f"Task backend {backend!r} is {type(configured).__name__}, not DatabaseBackend."
             )
+        self.backend: DatabaseBackend = configured
         self.using = self.backend.database
         self.domains = self._domains(domains)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{get_random_string(4)}"
@@ -192,7 +193,7 @@ class Worker:
         """Ready rows that the claim skipped because other workers held them locked."""
         return Task.objects.using(self.using).ready().for_domains(self.domains).exists()
 
-    def _run_one(self, row) -> None:  # type: ignore[no-untyped-def]
+    def _run_one(self, row: Task) -> None:
         started = time.monotonic()
         status = run_claimed(row, type(self.backend))
         logger.info(
