@@ -41,20 +41,33 @@ class BackendOptions:
         if not isinstance(raw, dict):
             return ["OPTIONS must be a dict."]
         for key in raw:
-            if key not in cls.keys():
+            if key not in cls.keys():  # noqa: SIM118 - keys() is our classmethod
                 problems.append(f"Unknown option {key!r}; known: {', '.join(cls.keys())}.")
         for key in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER"):
             if key in raw and not is_positive_number(raw[key]):
                 problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")
-        if "TIMEOUT" in raw and raw["TIMEOUT"] is not None and not is_positive_number(raw["TIMEOUT"]):
-            problems.append(f"TIMEOUT must be a positive number of seconds or None, not {raw['TIMEOUT']!r}.")
+        if (
+            "TIMEOUT" in raw
+            and raw["TIMEOUT"] is not None
+            and not is_positive_number(raw["TIMEOUT"])
+        ):
+            problems.append(
+                f"TIMEOUT must be a positive number of seconds or None, not {raw['TIMEOUT']!r}."
+            )
         if "MAX_ATTEMPTS" in raw and not is_positive_int(raw["MAX_ATTEMPTS"]):
-            problems.append(f"MAX_ATTEMPTS must be a whole number >= 1, not {raw['MAX_ATTEMPTS']!r}.")
+            problems.append(
+                f"MAX_ATTEMPTS must be a whole number >= 1, not {raw['MAX_ATTEMPTS']!r}."
+            )
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
-        heartbeat = raw.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)
-        dead_after = raw.get("WORKER_DEAD_AFTER", cls.worker_dead_after)
-        if is_positive_number(heartbeat) and is_positive_number(dead_after) and dead_after <= heartbeat:
+        defaults = cls()
+        heartbeat = raw.get("HEARTBEAT_INTERVAL", defaults.heartbeat_interval)
+        dead_after = raw.get("WORKER_DEAD_AFTER", defaults.worker_dead_after)
+        if (
+            is_positive_number(heartbeat)
+            and is_positive_number(dead_after)
+            and dead_after <= heartbeat
+        ):
             problems.append(
                 f"WORKER_DEAD_AFTER ({dead_after}) must be longer than HEARTBEAT_INTERVAL "
                 f"({heartbeat}), or live workers would be declared dead."

@@ -12,7 +12,10 @@ BACKOFF_MAX = 600.0
 
 
 def backoff_delay(
-    attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX, rng: random.Random | None = None
+    attempt: int,
+    base: float = BACKOFF_BASE,
+    cap: float = BACKOFF_MAX,
+    rng: random.Random | None = None,
 ) -> timedelta:
     """Delay after failed attempt number ``attempt`` (1-based).
 

@@ -47,7 +47,9 @@ def resolve_task(path: str) -> Task:
         try:
             module = import_module(module_name)
         except ImportError as exc:
-            raise UnknownTaskPath(f"{path!r}: module {module_name!r} cannot be imported: {exc}")
+            raise UnknownTaskPath(
+                f"{path!r}: module {module_name!r} cannot be imported: {exc}"
+            ) from exc
     obj = getattr(module, attribute, None)
     if not isinstance(obj, Task):
         raise UnknownTaskPath(f"{path!r} is not a django.tasks Task (decorate it with @task).")

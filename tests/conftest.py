@@ -42,5 +42,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = yield
     if report.when == "call" and report.failed and "tmp_path" in getattr(item, "funcargs", {}):
         for log in sorted(Path(item.funcargs["tmp_path"]).glob("*.log")):
-            report.sections.append((f"process log {log.name}", log.read_text(errors="replace")[-5000:]))
+            report.sections.append(
+                (f"process log {log.name}", log.read_text(errors="replace")[-5000:])
+            )
     return report

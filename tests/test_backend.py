@@ -208,7 +208,11 @@ def test_enqueue_by_dotted_path() -> None:
         "other_codebase.tasks.resize", [1], {"size": "big"}, queue_name="reports", priority=3
     )
     row = Task.objects.get(pk=task_id)
-    assert (row.task_path, row.queue_name, row.priority) == ("other_codebase.tasks.resize", "reports", 3)
+    assert (row.task_path, row.queue_name, row.priority) == (
+        "other_codebase.tasks.resize",
+        "reports",
+        3,
+    )
     assert (row.args, row.kwargs) == ([1], {"size": "big"})
 
 
@@ -232,7 +236,7 @@ def test_enqueue_by_path_refuses_bad_input(path, options, error) -> None:
 
 def test_waiting_for_a_result_times_out_clearly() -> None:
     result = tasks.add.enqueue(1, 2)
-    with pytest.raises(ResultTimeout, match="still READY after 0.1 seconds"):
+    with pytest.raises(ResultTimeout, match=r"still READY after 0\.1 seconds"):
         default_task_backend.wait_for_result(result.id, timeout=0.1)
 
 

@@ -36,7 +36,9 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
         logger.error("Task %s cannot run: %s", row.pk, exc)
         return _store_failure(row, exc, retry=False)
 
-    send_robustly(task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result)
+    send_robustly(
+        task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result
+    )
     send_robustly(task_started, backend_class, task_result=result)
     outcome: Any
     try:
@@ -51,7 +53,7 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
     except KeyboardInterrupt:
         release(row)
         raise
-    except BaseException as exc:  # noqa: BLE001 - a task's failure is data, never a crash
+    except BaseException as exc:
         outcome = exc
         status = _store_failure(row, exc, retry=not isinstance(exc, ReturnValueNotSerializable))
     else:

@@ -117,7 +117,9 @@ class Worker:
             send_robustly(worker_stopping, type(self), worker=self.row)
             heartbeat.stop()
             self._unregister()
-            logger.info("Worker %s stopped after %d task(s): %s", self.name, processed, self.stop_reason)
+            logger.info(
+                "Worker %s stopped after %d task(s): %s", self.name, processed, self.stop_reason
+            )
         return processed
 
     def _loop(self) -> int:

@@ -7,3 +7,6 @@ class Run(models.Model):
     key = models.CharField(max_length=100, unique=True)
     worker_pid = models.PositiveIntegerField()
     at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key

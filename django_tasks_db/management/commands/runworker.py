@@ -25,11 +25,12 @@ class Command(BaseCommand):
             action="append",
             dest="domains",
             metavar="NAME",
-            help="Queue to take tasks from; repeat for several (default: every queue of the backend).",
+            help="Queue to take tasks from; repeat for several (default: all queues).",
         )
         parser.add_argument("--backend", default="default", help="TASKS alias (default: default).")
         parser.add_argument(
-            "--worker-id", help="Name of this worker in the Worker table (default: host-pid-random)."
+            "--worker-id",
+            help="Name of this worker in the Worker table (default: host-pid-random).",
         )
         parser.add_argument(
             "--burst", action="store_true", help="Exit (status 0) once no task is ready."
