@@ -6,7 +6,7 @@ backend (lazily, and again after ``override_settings``), never at import time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -29,6 +29,11 @@ class BackendOptions:
     max_attempts: int = 1
     #: Default hard time limit in seconds, or None for none (``@task(timeout=...)``).
     timeout: float | None = None
+    #: Schedules declared in code, by name (see docs/scheduling.md); synced by runscheduler.
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Seconds a cron tick may be late and still run as on time (a scheduler restart
+    #: shorter than this misses nothing); older ticks follow the schedule's missed policy.
+    schedule_grace: float = 60.0
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -43,7 +48,7 @@ class BackendOptions:
         for key in raw:
             if key not in cls.keys():  # noqa: SIM118 - keys() is our classmethod
                 problems.append(f"Unknown option {key!r}; known: {', '.join(cls.keys())}.")
-        for key in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER"):
+        for key in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "SCHEDULE_GRACE"):
             if key in raw and not is_positive_number(raw[key]):
                 problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")
         if (
@@ -60,6 +65,11 @@ class BackendOptions:
             )
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
+        if "SCHEDULES" in raw and not _is_schedule_map(raw["SCHEDULES"]):
+            problems.append(
+                "SCHEDULES must map schedule names to dicts, e.g. "
+                "{'nightly': {'task': 'myapp.tasks.report', 'cron': '30 2 * * *'}}."
+            )
         defaults = cls()
         heartbeat = raw.get("HEARTBEAT_INTERVAL", defaults.heartbeat_interval)
         dead_after = raw.get("WORKER_DEAD_AFTER", defaults.worker_dead_after)
@@ -88,3 +98,9 @@ def is_positive_number(value: object) -> bool:
 
 def is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_schedule_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(name, str) and name and isinstance(spec, dict) for name, spec in value.items()
+    )
