@@ -285,8 +285,8 @@ class Schedule(models.Model):
         self._loaded_timing = self._timing()
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Schedule:
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, *args: Any, **kwargs: Any) -> Schedule:
+        instance = super().from_db(*args, **kwargs)
         instance._loaded_timing = instance._timing()
         return instance
 
