@@ -1,7 +1,7 @@
 """Cron ticks as instants: seconds, validation, and the two DST transitions."""
 
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -118,7 +118,7 @@ class TestRepeatedHour:
             "10-25 02:30:00+0100",
             "10-25 03:00:00+0100",
         ]
-        assert all(b - a == timedelta(minutes=30) for a, b in zip(ticks, ticks[1:], strict=False))
+        assert all(b - a == timedelta(minutes=30) for a, b in pairwise(ticks))
 
     def test_new_york(self) -> None:
         cron = Cron("30 1 * * *", "America/New_York")
