@@ -31,15 +31,15 @@ def start_command(
     *args: str, log: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m django <args>`` in its own process group."""
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed by the child's exit
-    return subprocess.Popen(
-        [sys.executable, "-m", "django", *args],
-        cwd=ROOT,
-        env=env or command_env(),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(log or os.devnull, "wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "django", *args],
+            cwd=ROOT,
+            env=env or command_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> object:

@@ -1,14 +1,17 @@
 """Scheduler.tick(now): due ticks enqueued once, DST days, missed ticks after an outage."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connections
 
 from django_tasks_db.cron import Cron
 from django_tasks_db.models import MissedPolicy, Schedule, ScheduleTick, Task
 from django_tasks_db.scheduler import Scheduler, plan
 from tests.factories import ScheduleFactory
+from tests.processes import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +179,25 @@ class TestDaylightSaving:
         evening = datetime(2026, 10, 24, 22, tzinfo=BERLIN)
         assert self.run_night(evening) == ["02:30+0200 at 02:30+0200"]
         assert Task.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_notices_a_schedule_added_while_it_waits() -> None:
+    scheduler = Scheduler()
+
+    def run() -> None:
+        try:
+            scheduler.run()
+        finally:
+            connections.close_all()  # the thread's own connection
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        schedule = ScheduleFactory(cron="* * * * * *")
+        wait_until(lambda: schedule.ticks.count() >= 2, timeout=10)
+    finally:
+        scheduler.request_stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert Task.objects.count() == schedule.ticks.count()
