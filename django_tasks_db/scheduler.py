@@ -103,8 +103,8 @@ class Scheduler:
     def tick(self, now: datetime) -> datetime | None:
         """Enqueue every tick due at ``now``; return when the next one is due (None: never)."""
         due = self._schedules().filter(next_run_at__lte=now).order_by("next_run_at")
-        for pk in list(due.values_list("pk", flat=True)):
-            self._run_schedule(pk, now)
+        for pk, name in list(due.values_list("pk", "name")):
+            self._run_schedule(pk, name, now)
         return self.next_due()
 
     def next_due(self) -> datetime | None:
@@ -115,7 +115,7 @@ class Scheduler:
             enabled=True, backend_name=self.backend.alias
         )
 
-    def _run_schedule(self, pk: int, now: datetime) -> None:
+    def _run_schedule(self, pk: int, name: str, now: datetime) -> None:
         try:
             with locking_transaction(self.using):
                 schedule = (
@@ -130,7 +130,7 @@ class Scheduler:
         except DatabaseError:
             raise
         except Exception as exc:  # a schedule that cannot run must not stop the others
-            logger.error("Schedule %s failed at %s: %s", pk, now.isoformat(), exc, exc_info=exc)
+            logger.error("Schedule %s failed at %s: %s", name, now.isoformat(), exc, exc_info=exc)
             self._skip_past(pk, now)
 
     def _enqueue_due(self, schedule: Schedule, now: datetime) -> None:
