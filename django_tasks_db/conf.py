@@ -19,6 +19,11 @@ class BackendOptions:
 
     #: Database alias holding the queue tables (they may live in their own database).
     database: str = DEFAULT_DB_ALIAS
+    #: Schedules declared in code, by name (see docs/scheduling.md); synced by runscheduler.
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Seconds a cron tick may be late and still run as on time (a scheduler restart
+    #: shorter than this misses nothing); older ticks follow the schedule's missed policy.
+    schedule_grace: float = 60.0
     #: Seconds an idle worker waits before looking for ready tasks again.
     poll_interval: float = 1.0
     #: Seconds between two heartbeats of a worker.
@@ -29,11 +34,6 @@ class BackendOptions:
     max_attempts: int = 1
     #: Default hard time limit in seconds, or None for none (``@task(timeout=...)``).
     timeout: float | None = None
-    #: Schedules declared in code, by name (see docs/scheduling.md); synced by runscheduler.
-    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Seconds a cron tick may be late and still run as on time (a scheduler restart
-    #: shorter than this misses nothing); older ticks follow the schedule's missed policy.
-    schedule_grace: float = 60.0
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -48,7 +48,7 @@ class BackendOptions:
         for key in raw:
             if key not in cls.keys():  # noqa: SIM118 - keys() is our classmethod
                 problems.append(f"Unknown option {key!r}; known: {', '.join(cls.keys())}.")
-        for key in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "SCHEDULE_GRACE"):
+        for key in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER"):
             if key in raw and not is_positive_number(raw[key]):
                 problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")
         if (
@@ -65,6 +65,10 @@ class BackendOptions:
             )
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
+        if "SCHEDULE_GRACE" in raw and not is_positive_number(raw["SCHEDULE_GRACE"]):
+            problems.append(
+                f"SCHEDULE_GRACE must be a positive number of seconds, not {raw['SCHEDULE_GRACE']!r}."
+            )
         if "SCHEDULES" in raw and not _is_schedule_map(raw["SCHEDULES"]):
             problems.append(
                 "SCHEDULES must map schedule names to dicts, e.g. "
