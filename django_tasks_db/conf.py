@@ -66,9 +66,8 @@ class BackendOptions:
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
         if "SCHEDULE_GRACE" in raw and not is_positive_number(raw["SCHEDULE_GRACE"]):
-            problems.append(
-                f"SCHEDULE_GRACE must be a positive number of seconds, not {raw['SCHEDULE_GRACE']!r}."
-            )
+            grace = raw["SCHEDULE_GRACE"]
+            problems.append(f"SCHEDULE_GRACE must be a positive number of seconds, not {grace!r}.")
         if "SCHEDULES" in raw and not _is_schedule_map(raw["SCHEDULES"]):
             problems.append(
                 "SCHEDULES must map schedule names to dicts, e.g. "
