@@ -65,14 +65,6 @@ class BackendOptions:
             )
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
-        if "SCHEDULE_GRACE" in raw and not is_positive_number(raw["SCHEDULE_GRACE"]):
-            grace = raw["SCHEDULE_GRACE"]
-            problems.append(f"SCHEDULE_GRACE must be a positive number of seconds, not {grace!r}.")
-        if "SCHEDULES" in raw and not _is_schedule_map(raw["SCHEDULES"]):
-            problems.append(
-                "SCHEDULES must map schedule names to dicts, e.g. "
-                "{'nightly': {'task': 'myapp.tasks.report', 'cron': '30 2 * * *'}}."
-            )
         defaults = cls()
         heartbeat = raw.get("HEARTBEAT_INTERVAL", defaults.heartbeat_interval)
         dead_after = raw.get("WORKER_DEAD_AFTER", defaults.worker_dead_after)
@@ -85,7 +77,7 @@ class BackendOptions:
                 f"WORKER_DEAD_AFTER ({dead_after}) must be longer than HEARTBEAT_INTERVAL "
                 f"({heartbeat}), or live workers would be declared dead."
             )
-        return problems
+        return problems + _scheduler_problems(raw)
 
     @classmethod
     def from_options(cls, raw: dict[str, Any], alias: str) -> BackendOptions:
@@ -101,6 +93,20 @@ def is_positive_number(value: object) -> bool:
 
 def is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _scheduler_problems(raw: dict[str, Any]) -> list[str]:
+    """Problems with the scheduler's options (their content is checked by E010-E015)."""
+    problems = []
+    if "SCHEDULE_GRACE" in raw and not is_positive_number(raw["SCHEDULE_GRACE"]):
+        grace = raw["SCHEDULE_GRACE"]
+        problems.append(f"SCHEDULE_GRACE must be a positive number of seconds, not {grace!r}.")
+    if "SCHEDULES" in raw and not _is_schedule_map(raw["SCHEDULES"]):
+        problems.append(
+            "SCHEDULES must map schedule names to dicts, e.g. "
+            "{'nightly': {'task': 'myapp.tasks.report', 'cron': '30 2 * * *'}}."
+        )
+    return problems
 
 
 def _is_schedule_map(value: object) -> bool:
