@@ -1,9 +1,13 @@
-"""Plain admin registrations; results are read-only (the control room is its own issue)."""
+"""Plain admin registrations; results are read-only (the control room is its own issue).
 
+Schedules are editable; their form validates through the model.
+"""
+
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import Task, Worker
+from .models import Schedule, Task, Worker
 
 
 @admin.register(Task)
@@ -45,3 +49,52 @@ class WorkerAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+class ScheduleForm(forms.ModelForm):
+    """The model's own ``clean`` (cron, time zone, task path, arguments) runs here too."""
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "name",
+            "task_path",
+            "args",
+            "kwargs",
+            "cron",
+            "timezone",
+            "enabled",
+            "backend_name",
+            "queue_name",
+            "priority",
+            "missed_policy",
+            "catchup_window",
+        ]
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    form = ScheduleForm
+    list_display = [
+        "name",
+        "task_path",
+        "cron",
+        "timezone",
+        "enabled",
+        "next_run_at",
+        "last_run_at",
+        "missed_policy",
+        "defined_in_code",
+    ]
+    list_filter = ["enabled", "defined_in_code", "backend_name"]
+    search_fields = ["name", "task_path"]
+    readonly_fields = ["next_run_at", "last_run_at", "defined_in_code"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None and obj.defined_in_code:
+            form.base_fields["task_path"].help_text = (
+                "Declared in code (OPTIONS['SCHEDULES']): edits here stand until the code "
+                "definition of this schedule changes; 'enabled' is always yours."
+            )
+        return form

@@ -66,6 +66,19 @@ class DatabaseTask(Task):
         return replace(task, **changes) if changes else task
 
 
+def database_backend(alias: str) -> DatabaseBackend:
+    """The ``TASKS`` backend ``alias``, which must be a DatabaseBackend (for workers,
+    schedulers and commands that read the queue tables)."""
+    from django.tasks import task_backends
+
+    backend = task_backends[alias]
+    if not isinstance(backend, DatabaseBackend):
+        raise ValueError(
+            f"Task backend {alias!r} is {type(backend).__name__}, not DatabaseBackend."
+        )
+    return backend
+
+
 def _validate_limits(max_attempts: object, timeout: object) -> None:
     if max_attempts is not None and not is_positive_int(max_attempts):
         raise InvalidTask(f"max_attempts must be a whole number >= 1, not {max_attempts!r}.")

@@ -2,8 +2,9 @@
 
 Ids: E001 invalid OPTIONS; E002 DATABASE is not a configured alias; E003 the app is
 not installed; E004 the database cannot skip locked rows; W001 SQLite without an
-immediate transaction mode. The database is only contacted when the check run
-names databases (``migrate``, ``check --database``).
+immediate transaction mode; E010-E015 a schedule declared in OPTIONS['SCHEDULES']
+(see ``code_schedules.check_code_schedules``). The database is only contacted when
+the check run names databases (``migrate``, ``check --database``).
 """
 
 from __future__ import annotations
@@ -71,4 +72,8 @@ def check_backend(
                 id="django_tasks_db.W001",
             )
         )
+    if apps.is_installed("django_tasks_db"):
+        from .code_schedules import check_code_schedules
+
+        messages += check_code_schedules(backend)
     return messages

@@ -6,7 +6,7 @@ backend (lazily, and again after ``override_settings``), never at import time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -19,6 +19,11 @@ class BackendOptions:
 
     #: Database alias holding the queue tables (they may live in their own database).
     database: str = DEFAULT_DB_ALIAS
+    #: Schedules declared in code, by name (see docs/scheduling.md); synced by runscheduler.
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Seconds a cron tick may be late and still run as on time (a scheduler restart
+    #: shorter than this misses nothing); older ticks follow the schedule's missed policy.
+    schedule_grace: float = 60.0
     #: Seconds an idle worker waits before looking for ready tasks again.
     poll_interval: float = 1.0
     #: Seconds between two heartbeats of a worker.
@@ -79,7 +84,7 @@ class BackendOptions:
                 f"WORKER_DEAD_AFTER ({dead_after}) must be longer than HEARTBEAT_INTERVAL "
                 f"({heartbeat}), or live workers would be declared dead."
             )
-        return problems
+        return problems + _scheduler_problems(raw)
 
     @classmethod
     def from_options(cls, raw: dict[str, Any], alias: str) -> BackendOptions:
@@ -95,3 +100,23 @@ def is_positive_number(value: object) -> bool:
 
 def is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _scheduler_problems(raw: dict[str, Any]) -> list[str]:
+    """Problems with the scheduler's options (their content is checked by E010-E015)."""
+    problems = []
+    if "SCHEDULE_GRACE" in raw and not is_positive_number(raw["SCHEDULE_GRACE"]):
+        grace = raw["SCHEDULE_GRACE"]
+        problems.append(f"SCHEDULE_GRACE must be a positive number of seconds, not {grace!r}.")
+    if "SCHEDULES" in raw and not _is_schedule_map(raw["SCHEDULES"]):
+        problems.append(
+            "SCHEDULES must map schedule names to dicts, e.g. "
+            "{'nightly': {'task': 'myapp.tasks.report', 'cron': '30 2 * * *'}}."
+        )
+    return problems
+
+
+def _is_schedule_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(name, str) and name and isinstance(spec, dict) for name, spec in value.items()
+    )

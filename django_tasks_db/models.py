@@ -1,4 +1,5 @@
-"""The queue's tables: ``Task`` (one row per enqueued task) and ``Worker``.
+"""The queue's tables: ``Task`` (one row per enqueued task), ``Worker``, and the
+scheduler's ``Schedule`` and ``ScheduleTick``.
 
 Queue semantics live in ``TaskQuerySet`` (what is ready, in which order); state
 changes are model methods that save only the fields they change, and every write
@@ -11,9 +12,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.tasks import Task as DjangoTask
+from django.tasks import task_backends
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.utils import timezone
+
+from .arguments import prepare_arguments
+from .cron import Cron, InvalidCron, parse_zone, validate_expression
+from .exceptions import InvalidTaskArguments, UnknownTaskPath
+from .task_paths import resolve_task
 
 
 class TaskStatus(models.TextChoices):
@@ -192,3 +203,201 @@ class Task(models.Model):
                 **extra,
             },
         ]
+
+
+class MissedPolicy(models.TextChoices):
+    """What a schedule does with ticks that passed while no scheduler ran."""
+
+    SKIP = "skip", "Skip missed ticks, run at the next one"
+    CATCH_UP_ONCE = "catch_up_once", "Run once for the missed ticks, then continue"
+
+
+#: Fields only the scheduler writes; saving just these skips validation.
+RUN_STATE_FIELDS = frozenset({"last_run_at", "next_run_at"})
+
+
+class Schedule(models.Model):
+    """A task enqueued on a cron rhythm by ``runscheduler``.
+
+    Validated on every save (``full_clean``): the cron expression, the time zone,
+    the task path (it must name a django.tasks Task) and the arguments (they must
+    bind to the task's signature), so a bad row is refused where it is written,
+    not discovered by the scheduler at 02:30.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    task_path = models.CharField(
+        max_length=255, help_text="Dotted path of a django.tasks Task, e.g. myapp.tasks.report."
+    )
+    cron = models.CharField(
+        max_length=200,
+        help_text=(
+            "minute hour day month weekday, e.g. '30 2 * * *'; an optional sixth field is "
+            "the second ('* * * * * */10': every 10 seconds); aliases such as @daily."
+        ),
+    )
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA zone the cron's wall times are read in."
+    )
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    backend_name = models.CharField(max_length=100, default="default")
+    queue_name = models.CharField(
+        max_length=100, blank=True, help_text="Empty: the task's own queue."
+    )
+    priority = models.SmallIntegerField(
+        null=True, blank=True, help_text="Empty: the task's own priority."
+    )
+    enabled = models.BooleanField(default=True)
+    missed_policy = models.CharField(
+        max_length=20, choices=MissedPolicy.choices, default=MissedPolicy.SKIP
+    )
+    catchup_window = models.PositiveIntegerField(
+        default=3600,
+        help_text="Seconds: missed ticks older than this are dropped, even when catching up.",
+    )
+    last_run_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Scheduled time of the latest enqueued tick.",
+    )
+    next_run_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="The earliest tick not yet handled."
+    )
+    defined_in_code = models.BooleanField(default=False, editable=False)
+    code_hash = models.CharField(max_length=64, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["backend_name", "enabled", "next_run_at"], name="schedule_due_idx")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Validate, then (re)arm ``next_run_at`` when the timing changed or was enabled."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or not set(update_fields) <= RUN_STATE_FIELDS:
+            self.full_clean()
+            if self._needs_arming():
+                self.arm(timezone.now())
+                if update_fields is not None:
+                    kwargs["update_fields"] = {*update_fields, "next_run_at"}
+        super().save(*args, **kwargs)
+        self._loaded_timing = self._timing()
+
+    @classmethod
+    def from_db(cls, *args: Any, **kwargs: Any) -> Schedule:
+        instance = super().from_db(*args, **kwargs)
+        instance._loaded_timing = instance._timing()
+        return instance
+
+    def _timing(self) -> tuple[str, str, bool]:
+        return (self.cron, self.timezone, self.enabled)
+
+    def get_cron(self) -> Cron:
+        return Cron(self.cron, self.timezone)
+
+    def get_task(self) -> DjangoTask:
+        """The Task to enqueue: resolved from its path, with this schedule's overrides."""
+        task = resolve_task(self.task_path)
+        overrides: dict[str, Any] = {"backend": self.backend_name}
+        if self.queue_name:
+            overrides["queue_name"] = self.queue_name
+        if self.priority is not None:
+            overrides["priority"] = self.priority
+        return task.using(**overrides)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        self.args = [] if self.args is None else self.args  # an empty admin field
+        self.kwargs = {} if self.kwargs is None else self.kwargs
+        try:
+            validate_expression(self.cron)
+        except InvalidCron as exc:
+            errors["cron"] = str(exc)
+        try:
+            parse_zone(self.timezone)
+        except InvalidCron as exc:
+            errors["timezone"] = str(exc)
+        if not isinstance(self.args, list):
+            errors["args"] = 'args must be a JSON list, e.g. [1, "two"].'
+        if not isinstance(self.kwargs, dict):
+            errors["kwargs"] = 'kwargs must be a JSON object, e.g. {"report_id": 1}.'
+        try:
+            task = resolve_task(self.task_path)
+        except UnknownTaskPath as exc:
+            errors["task_path"] = str(exc)
+        else:
+            bad_arguments = "args" in errors or "kwargs" in errors
+            errors.update(self._check_task(task, skip_arguments=bad_arguments))
+        if errors:
+            raise ValidationError(errors)
+
+    def _check_task(self, task: DjangoTask, skip_arguments: bool) -> dict[str, str]:
+        try:
+            backend = task_backends[self.backend_name]
+        except InvalidTaskBackend as exc:
+            return {"backend_name": str(exc)}
+        if self.queue_name and backend.queues and self.queue_name not in backend.queues:
+            return {
+                "queue_name": f"Queue {self.queue_name!r} is not one of backend "
+                f"{self.backend_name!r}'s QUEUES: {', '.join(sorted(backend.queues))}."
+            }
+        low, high = TASK_MIN_PRIORITY, TASK_MAX_PRIORITY
+        if self.priority is not None and not low <= self.priority <= high:
+            return {"priority": f"Priority must be between {low} and {high}."}
+        try:
+            self.get_task()
+        except InvalidTask as exc:
+            return {"task_path": str(exc)}
+        if skip_arguments:
+            return {}
+        try:
+            prepare_arguments(task.func, self.args, self.kwargs, task.takes_context)
+        except InvalidTaskArguments as exc:
+            return {"args": str(exc)}
+        return {}
+
+    def _needs_arming(self) -> bool:
+        loaded = getattr(self, "_loaded_timing", None)
+        if loaded is None:  # a new row: armed unless its creator chose a next run
+            return self.next_run_at is None
+        cron, zone, enabled = loaded
+        switched_on = self.enabled and not enabled
+        return self.next_run_at is None or switched_on or (cron, zone) != (self.cron, self.timezone)
+
+    def arm(self, now: datetime) -> None:
+        """Set the next run to the first tick after ``now`` (unsaved)."""
+        self.next_run_at = self.get_cron().next_after(now)
+
+
+class ScheduleTick(models.Model):
+    """One tick of a schedule that was enqueued: the unique key that makes it once.
+
+    Written in the same transaction as the task row, so with several schedulers
+    the one that inserts it first enqueues the task and every other one gets an
+    IntegrityError and rolls its attempt back.
+    """
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="ticks")
+    scheduled_at = models.DateTimeField(help_text="The tick, in UTC.")
+    enqueued_at = models.DateTimeField()
+    catch_up = models.BooleanField(
+        default=False, help_text="Run once on behalf of ticks missed while no scheduler ran."
+    )
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-scheduled_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "scheduled_at"], name="schedule_tick_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.scheduled_at.isoformat()}"

@@ -3,7 +3,7 @@
 import factory
 from django.utils import timezone
 
-from django_tasks_db.models import Task, TaskStatus, Worker
+from django_tasks_db.models import Schedule, Task, TaskStatus, Worker
 
 
 class WorkerFactory(factory.django.DjangoModelFactory):
@@ -29,3 +29,17 @@ class TaskFactory(factory.django.DjangoModelFactory):
     enqueued_at = factory.LazyFunction(timezone.now)
     available_at = factory.LazyAttribute(lambda task: task.run_after or task.enqueued_at)
     run_after = None
+
+
+class ScheduleFactory(factory.django.DjangoModelFactory):
+    """Every minute, ``tests.testapp.tasks.add(1, 2)``, in UTC, armed at save."""
+
+    class Meta:
+        model = Schedule
+
+    name = factory.Sequence(lambda n: f"schedule-{n}")
+    task_path = "tests.testapp.tasks.add"
+    args = factory.LazyFunction(lambda: [1, 2])
+    kwargs = factory.LazyFunction(dict)
+    cron = "* * * * *"
+    timezone = "UTC"

@@ -78,3 +78,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_tasks_db": {"handlers": ["console"], "level": "WARNING"}},
 }
+
+# Scheduler processes started by the tests get their code-declared schedules here (JSON).
+if env.str("TASKS_TEST_SCHEDULES", default=""):
+    TASKS["default"]["OPTIONS"]["SCHEDULES"] = env.json("TASKS_TEST_SCHEDULES")  # type: ignore[index]

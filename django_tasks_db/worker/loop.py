@@ -12,11 +12,10 @@ from datetime import timedelta
 
 from django.db import DatabaseError, connections
 from django.db.models import F
-from django.tasks import task_backends
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from ..backend import DatabaseBackend
+from ..backend import database_backend
 from ..db import Wakeup, keep_connection_healthy, skip_locked_problem
 from ..exceptions import DatabaseNotSupported
 from ..models import Task
@@ -70,12 +69,7 @@ class Worker:
         max_memory_mb: float | None = None,
         heartbeat: bool = True,
     ) -> None:
-        configured = task_backends[backend]
-        if not isinstance(configured, DatabaseBackend):
-            raise ValueError(
-                f"Task backend {backend!r} is {type(configured).__name__}, not DatabaseBackend."
-            )
-        self.backend: DatabaseBackend = configured
+        self.backend = database_backend(backend)
         self.using = self.backend.database
         self.domains = self._domains(domains)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{get_random_string(4)}"

@@ -1,0 +1,43 @@
+"""``manage.py runscheduler``: enqueue the cron ticks of the database's schedules."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_tasks_db.scheduler import Scheduler
+
+from .runworker import _configure_logging
+
+
+class Command(BaseCommand):
+    help = (
+        "Enqueue the tasks of the Schedule table at their cron ticks, each tick exactly once "
+        "however many schedulers run. Syncs the schedules declared in OPTIONS['SCHEDULES'] "
+        "first and reaps dead workers as it goes. SIGINT/SIGTERM: exit after the current tick."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--backend", default="default", help="TASKS alias (default: default).")
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Enqueue what is due now, then exit (for tests and cron deployments).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        _configure_logging(options["verbosity"])
+        try:
+            scheduler = Scheduler(backend=options["backend"], once=options["once"])
+        except Exception as exc:  # an unknown alias or backend
+            raise CommandError(str(exc)) from exc
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            scheduler.request_stop()
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        scheduler.run()
