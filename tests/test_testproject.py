@@ -32,20 +32,23 @@ def test_views_enqueue_and_show_results(demo_env) -> None:
     assert "testproject OK" in done.stdout
 
 
-def test_demo_command_with_a_worker(demo_env) -> None:
+def test_demo_command_with_a_worker_and_a_scheduler(demo_env) -> None:
     manage = str(ROOT / "testproject" / "manage.py")
     assert run(manage, "migrate", "-v", "0", env=demo_env).returncode == 0
-    worker = subprocess.Popen(
-        [sys.executable, manage, "runworker", "-v", "0"], env=demo_env, cwd=ROOT
-    )
+    daemons = [
+        subprocess.Popen([sys.executable, manage, command, "-v", "0"], env=demo_env, cwd=ROOT)
+        for command in ("runworker", "runscheduler")
+    ]
     try:
-        demo = run(manage, "demo", "--timeout", "120", env=demo_env)
+        demo = run(manage, "demo", "--timeout", "120", "--ticks", "1", env=demo_env)
     finally:
-        worker.terminate()
-        worker.wait(60)
+        for daemon in daemons:
+            daemon.terminate()
+        assert [daemon.wait(60) for daemon in daemons] == [0, 0]
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Demo finished as expected." in demo.stdout
     assert "returned 5" in demo.stdout and "never committed: no row" in demo.stdout
+    assert "schedule clock-every-5-seconds SUCCESSFUL tick" in demo.stdout
 
 
 def test_demo_project_checks_clean(demo_env) -> None:

@@ -4,6 +4,7 @@ import asyncio
 import multiprocessing
 
 from django.tasks import task
+from django.utils import timezone
 
 from .compute import slow_square
 
@@ -28,6 +29,12 @@ async def greet(name: str) -> str:
     """An async task."""
     await asyncio.sleep(0.1)
     return f"Hello, {name}!"
+
+
+@task(takes_context=True)
+def clock(context) -> str:
+    """Run by the schedule "clock-every-5-seconds": says when it ran."""
+    return f"tick at {timezone.localtime():%H:%M:%S} (task {context.task_result.id[:8]})"
 
 
 @task(max_attempts=2)

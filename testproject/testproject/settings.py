@@ -61,7 +61,26 @@ TASKS = {
     "default": {
         "BACKEND": "django_tasks_db.backend.DatabaseBackend",
         "QUEUES": ["default", "reports"],
-        "OPTIONS": {"POLL_INTERVAL": 0.5, "HEARTBEAT_INTERVAL": 5, "WORKER_DEAD_AFTER": 30},
+        "OPTIONS": {
+            "POLL_INTERVAL": 0.5,
+            "HEARTBEAT_INTERVAL": 5,
+            "WORKER_DEAD_AFTER": 30,
+            # Created in the Schedule table when `runscheduler` starts; edit them in the admin.
+            "SCHEDULES": {
+                "clock-every-5-seconds": {
+                    "task": "demo.tasks.clock",
+                    "cron": "* * * * * */5",  # six fields: the seconds come last
+                    "timezone": "Europe/Berlin",
+                },
+                "nightly-squares": {
+                    "task": "demo.tasks.slow_squares",
+                    "cron": "30 2 * * *",  # 02:30 Berlin time, also on DST nights
+                    "timezone": "Europe/Berlin",
+                    "args": [20],
+                    "missed_policy": "catch_up_once",
+                },
+            },
+        },
     }
 }
 

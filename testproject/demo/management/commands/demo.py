@@ -3,15 +3,19 @@
 Needs a running ``manage.py runworker`` (``scripts/demo`` starts one).
 """
 
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.tasks import TaskResult, default_task_backend
+from django.utils import timezone
 
 from demo import tasks
 from django_tasks_db.exceptions import ResultTimeout
-from django_tasks_db.models import Task
+from django_tasks_db.models import ScheduleTick, Task
+
+CLOCK = "clock-every-5-seconds"
 
 
 class Command(BaseCommand):
@@ -19,6 +23,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--timeout", type=float, default=120, help="Seconds to wait.")
+        parser.add_argument(
+            "--ticks",
+            type=int,
+            default=0,
+            help="Also wait for this many runs of the schedule clock-every-5-seconds "
+            "(needs `manage.py runscheduler`).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
@@ -44,10 +55,38 @@ class Command(BaseCommand):
             f"{'tasks.add (rolled back)':<24} {'-':<10} never committed: "
             f"{'row exists!' if exists else 'no row, never runs'}"
         )
+        if options["ticks"]:
+            self._show_ticks(options["ticks"], options["timeout"])
         expected = ["SUCCESSFUL", "SUCCESSFUL", "SUCCESSFUL", "FAILED"]
         if [r.status for r in finished] != expected or exists:
             raise CommandError("The demo did not end as expected.")
         self.stdout.write(self.style.SUCCESS("Demo finished as expected."))
+
+    def _show_ticks(self, count: int, timeout: float) -> None:
+        """Wait for ``count`` ticks of the demo schedule to have run, and print them."""
+        self.stdout.write(f"Waiting for {count} runs of the schedule {CLOCK!r}...")
+        deadline = time.monotonic() + timeout
+        since = timezone.now()
+        while True:
+            ticks = list(
+                ScheduleTick.objects.filter(
+                    schedule__name=CLOCK, enqueued_at__gte=since, task__status="SUCCESSFUL"
+                )
+                .select_related("task")
+                .order_by("scheduled_at")[:count]
+            )
+            if len(ticks) >= count:
+                break
+            if time.monotonic() > deadline:
+                raise CommandError(f"No {count} ticks of {CLOCK!r}: is `runscheduler` running?")
+            time.sleep(0.5)
+        for tick in ticks:
+            assert tick.task is not None
+            self.stdout.write(
+                f"{'schedule ' + CLOCK:<24} {tick.task.status:<10} tick "
+                f"{timezone.localtime(tick.scheduled_at):%H:%M:%S} returned "
+                f"{tick.task.return_value!r}"
+            )
 
     def _enqueue_and_roll_back(self) -> str:
         try:
