@@ -8,9 +8,9 @@ Models are imported lazily: this module is imported while settings load.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.core import checks
@@ -35,12 +35,23 @@ logger = logging.getLogger("django_tasks_db")
 class DatabaseTask(Task):
     """Django's Task plus the options this backend enforces.
 
-    ``@task(max_attempts=5, timeout=600)`` reaches here through Django's decorator.
-    None means "use the backend's default" (``MAX_ATTEMPTS`` / ``TIMEOUT``).
+    ``@task(max_attempts=5, timeout=600, retry_on=(IOError,))`` reaches here through
+    Django's decorator. None means "use the backend's default" (``MAX_ATTEMPTS``,
+    ``TIMEOUT``, ``RETRY_BACKOFF``, ``RETRY_BACKOFF_MAX``); see ``retry.decide``.
     """
 
+    #: How many runs the task gets (snoozed runs do not count).
     max_attempts: int | None = None
+    #: Hard time limit in seconds, enforced by killing the process.
     timeout: float | None = None
+    #: Exception classes that retry; others fail at once. None: every Exception.
+    retry_on: tuple[type[BaseException], ...] | None = None
+    #: Seconds before the second attempt, doubling after each one.
+    retry_backoff: float | None = None
+    #: The longest wait between two attempts.
+    retry_backoff_max: float | None = None
+    #: ``policy(task_result, exc) -> seconds | timedelta | None`` (None: do not retry).
+    retry_policy: Callable[[TaskResult, BaseException], float | timedelta | None] | None = None
 
     def using(
         self,
@@ -49,21 +60,30 @@ class DatabaseTask(Task):
         queue_name: str | None = None,
         run_after: datetime | None = None,
         backend: str | None = None,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
+        **options: Any,
     ) -> DatabaseTask:
+        """Django's ``using()``, plus this class's fields (``max_attempts``, ``retry_on``…)."""
+        unknown = set(options) - _OWN_FIELDS
+        if unknown:
+            raise TypeError(f"using() got unexpected keyword argument(s): {sorted(unknown)}")
         task = cast(
             DatabaseTask,
             Task.using(
                 self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
             ),
         )
-        changes: dict[str, Any] = {}
-        if max_attempts is not None:
-            changes["max_attempts"] = max_attempts
-        if timeout is not None:
-            changes["timeout"] = timeout
+        changes = {name: value for name, value in options.items() if value is not None}
         return replace(task, **changes) if changes else task
+
+
+_OWN_FIELDS = {
+    "max_attempts",
+    "timeout",
+    "retry_on",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_policy",
+}
 
 
 def database_backend(alias: str) -> DatabaseBackend:
@@ -84,6 +104,23 @@ def _validate_limits(max_attempts: object, timeout: object) -> None:
         raise InvalidTask(f"max_attempts must be a whole number >= 1, not {max_attempts!r}.")
     if timeout is not None and not is_positive_number(timeout):
         raise InvalidTask(f"timeout must be a positive number of seconds, not {timeout!r}.")
+
+
+def _validate_retry(task: Task) -> None:
+    retry_on = getattr(task, "retry_on", None)
+    if retry_on is not None and not (
+        isinstance(retry_on, tuple)
+        and retry_on
+        and all(isinstance(c, type) and issubclass(c, BaseException) for c in retry_on)
+    ):
+        raise InvalidTask(f"retry_on must be a tuple of exception classes, not {retry_on!r}.")
+    for name in ("retry_backoff", "retry_backoff_max"):
+        value = getattr(task, name, None)
+        if value is not None and not is_positive_number(value):
+            raise InvalidTask(f"{name} must be a positive number of seconds, not {value!r}.")
+    policy = getattr(task, "retry_policy", None)
+    if policy is not None and not callable(policy):
+        raise InvalidTask(f"retry_policy must be callable, not {policy!r}.")
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -114,6 +151,7 @@ class DatabaseBackend(BaseTaskBackend):
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
         _validate_limits(getattr(task, "max_attempts", None), getattr(task, "timeout", None))
+        _validate_retry(task)
 
     def _validate_placement(self, queue_name: str, priority: int) -> None:
         if self.queues and queue_name not in self.queues:
@@ -218,6 +256,14 @@ class DatabaseBackend(BaseTaskBackend):
 
     def get_result(self, result_id: str) -> TaskResult:
         return row_to_result(get_row(result_id, self.database))
+
+    def cancel(self, result_id: str) -> bool:
+        """Cancel a READY task (it never runs); False when it is not READY."""
+        return bool(get_row(result_id, self.database).cancel())
+
+    def abort(self, result_id: str) -> bool:
+        """Cancel a READY task or kill a RUNNING one; False when it had finished."""
+        return bool(get_row(result_id, self.database).abort())
 
     def wait_for_result(self, result_id: str, timeout: float) -> TaskResult:
         """Block until the task is finished; ``ResultTimeout`` after ``timeout`` seconds."""

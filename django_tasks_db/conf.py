@@ -34,6 +34,10 @@ class BackendOptions:
     max_attempts: int = 1
     #: Default hard time limit in seconds, or None for none (``@task(timeout=...)``).
     timeout: float | None = None
+    #: Seconds before the second attempt of a failed task (doubling after each attempt).
+    retry_backoff: float = 1.0
+    #: The longest wait between two attempts, in seconds.
+    retry_backoff_max: float = 600.0
     #: Seconds running tasks get to finish after SIGTERM before they are killed.
     shutdown_grace_period: float = 30.0
 
@@ -55,6 +59,8 @@ class BackendOptions:
             "HEARTBEAT_INTERVAL",
             "WORKER_DEAD_AFTER",
             "SHUTDOWN_GRACE_PERIOD",
+            "RETRY_BACKOFF",
+            "RETRY_BACKOFF_MAX",
         ):
             if key in raw and not is_positive_number(raw[key]):
                 problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")

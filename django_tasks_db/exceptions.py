@@ -23,6 +23,24 @@ class DatabaseNotSupported(TaskException):
     """The configured database cannot serve as a queue (e.g. no SKIP LOCKED)."""
 
 
+class Snooze(Exception):
+    """Raise in a task to run it again after ``delay`` seconds, without a failure.
+
+    The run still counts in ``attempts`` (which counts runs) but not against
+    ``max_attempts``, and adds no entry to ``errors``.
+    """
+
+    def __init__(self, delay: float) -> None:
+        if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+            raise ValueError(f"Snooze needs a delay in seconds >= 0, not {delay!r}.")
+        super().__init__(f"snoozed for {delay} seconds")
+        self.delay = float(delay)
+
+
+class Discard(Exception):
+    """Raise in a task to fail it for good: no retry, whatever attempts remain."""
+
+
 # The following are never raised: their dotted paths are stored as the error
 # class of a task that did not finish by itself, so that Django's
 # ``TaskResult.errors`` says why a task reads FAILED.

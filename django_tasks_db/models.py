@@ -66,6 +66,14 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def finished(self) -> TaskQuerySet:
         return self.filter(status__in=FINISHED_STATUSES)
 
+    def cancel(self, task_id: object) -> bool:
+        """``Task.cancel()`` by id (``Task.DoesNotExist`` for an unknown one)."""
+        return self.get(pk=task_id).cancel()
+
+    def abort(self, task_id: object) -> bool:
+        """``Task.abort()`` by id (``Task.DoesNotExist`` for an unknown one)."""
+        return self.get(pk=task_id).abort()
+
 
 class Worker(models.Model):
     """One ``runworker`` process, as the control room sees it."""
@@ -148,6 +156,9 @@ class Task(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     attempts = models.PositiveIntegerField(default=0, help_text="How many times it was run.")
+    snoozes = models.PositiveIntegerField(
+        default=0, help_text="Runs that asked to run again later (Snooze); not failures."
+    )
     max_attempts = models.PositiveIntegerField(default=1)
     timeout = models.FloatField(null=True, blank=True, help_text="Hard time limit in seconds.")
 
@@ -189,6 +200,56 @@ class Task(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    def cancel(self) -> bool:
+        """Cancel a READY task: it will never run. False when it is not READY.
+
+        Race-free against a worker claiming it at the same moment: the row is
+        locked, so exactly one of the two wins. Reloads this instance.
+        """
+        from .db import locking_transaction
+
+        using = self._state.db or "default"
+        with locking_transaction(using):
+            row = (
+                Task.objects.using(using)
+                .select_for_update()
+                .filter(pk=self.pk, status=TaskStatus.READY)
+                .first()
+            )
+            if row is not None:
+                row.add_error(
+                    "django_tasks_db.exceptions.TaskCancelled",
+                    "TaskCancelled: cancelled before it ran.\n",
+                )
+                row.status = TaskStatus.CANCELLED
+                row.finished_at = timezone.now()
+                row.save(update_fields=["errors", "status", "finished_at"])
+        self.refresh_from_db()
+        return row is not None
+
+    def abort(self) -> bool:
+        """Stop this task wherever it is; False when it had already finished.
+
+        A READY task is cancelled. For a RUNNING one the request is recorded and the
+        supervisor of its worker kills the process running it (``runworker`` looks
+        every 0.2 s); the task then ends ABORTED. Reloads this instance.
+        """
+        using = self._state.db or "default"
+        for _ in range(3):  # it may move between READY and RUNNING while we ask
+            if self.cancel():
+                return True
+            if self.status != TaskStatus.RUNNING:
+                return False
+            if self.abort_requested_at is not None:
+                return True
+            Task.objects.using(using).filter(
+                pk=self.pk, status=TaskStatus.RUNNING, abort_requested_at__isnull=True
+            ).update(abort_requested_at=timezone.now())
+            self.refresh_from_db()
+            if self.status == TaskStatus.RUNNING and self.abort_requested_at is not None:
+                return True
+        return False
 
     def add_error(self, exception_class_path: str, traceback: str, **extra: Any) -> None:
         """Append one error entry (saved by the caller together with the state change)."""

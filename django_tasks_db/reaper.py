@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .db import locking_transaction
 from .models import Task, TaskStatus, Worker
+from .retry import failures
 
 logger = logging.getLogger("django_tasks_db.reaper")
 
@@ -76,19 +77,31 @@ def reap(using: str, dead_after: float, now: datetime | None = None) -> list[str
 
 
 def recover_lost_task(task: Task, now: datetime) -> None:
-    """Re-queue (attempts remain) or fail a task whose worker is gone."""
+    """Re-queue (attempts remain) or fail a task whose worker is gone.
+
+    A lost task that someone asked to abort ends ABORTED instead: nothing is left
+    to kill, and it must not run again.
+    """
     lost_on = task.worker_ids[-1] if task.worker_ids else "an unknown worker"
-    task.add_error(
-        "django_tasks_db.exceptions.WorkerLost",
-        f"WorkerLost: worker {lost_on} stopped heartbeating while running attempt "
-        f"{task.attempts} of {task.max_attempts}.\n",
-    )
     task.claim_token = None
-    if task.attempts < task.max_attempts:
-        task.status = TaskStatus.READY
-        task.available_at = now
-    else:
-        task.status = TaskStatus.FAILED
+    if task.abort_requested_at is not None:
+        task.add_error(
+            "django_tasks_db.exceptions.TaskAborted",
+            f"TaskAborted: abort requested while its worker {lost_on} was lost.\n",
+        )
+        task.status = TaskStatus.ABORTED
         task.finished_at = now
+    else:
+        task.add_error(
+            "django_tasks_db.exceptions.WorkerLost",
+            f"WorkerLost: worker {lost_on} stopped heartbeating while running attempt "
+            f"{task.attempts} of {task.max_attempts}.\n",
+        )
+        if failures(task) < task.max_attempts:
+            task.status = TaskStatus.READY
+            task.available_at = now
+        else:
+            task.status = TaskStatus.FAILED
+            task.finished_at = now
     task.save(update_fields=["errors", "claim_token", "status", "available_at", "finished_at"])
     logger.warning("Task %s lost with its worker: now %s.", task.pk, task.status)

@@ -11,7 +11,6 @@ import time
 import pytest
 from django.db import connection
 from django.tasks import default_task_backend
-from django.utils import timezone
 
 from django_tasks_db.models import Task, TaskStatus, Worker
 from tests.processes import stop, wait_until
@@ -91,7 +90,7 @@ def test_abort_kills_a_task_stuck_in_c(processes) -> None:
     supervisor = processes("runworker", "--worker-id", "ab")
     victim = wait_until(lambda: running_on(result.id), timeout=30)
     requested = time.monotonic()
-    Task.objects.filter(pk=result.id).update(abort_requested_at=timezone.now())
+    assert default_task_backend.abort(result.id) is True
     wait_until(lambda: not pid_alive(victim.pid), timeout=5, interval=0.01)
     gone_after = time.monotonic() - requested
     print(f"\nabort request -> process gone after {gone_after:.3f}s")

@@ -245,17 +245,17 @@ def test_a_late_result_of_a_lost_claim_is_refused() -> None:
     """Fencing: once a task was re-claimed, the first claim's outcome is discarded."""
     from django_tasks_db.worker.execute import run_claimed
 
-    backend_class = type(task_backends["default"])
+    backend = task_backends["default"]
     result = tasks.add.enqueue(1, 2)
     first = claim_next(WorkerFactory(name="zombie"), None, "default")
     # The zombie was declared dead and its task re-queued, then claimed anew.
     Task.objects.filter(pk=first.pk).update(status=TaskStatus.READY, claim_token=None)
     second = claim_next(WorkerFactory(name="successor"), None, "default")
     assert second.claim_token != first.claim_token
-    assert run_claimed(first, backend_class) is None
+    assert run_claimed(first, backend) is None
     row = Task.objects.get(pk=result.id)
     assert row.status == TaskStatus.RUNNING and row.claim_token == second.claim_token
     assert row.return_value is None and row.worker.name == "successor"
-    assert run_claimed(second, backend_class) == TaskStatus.SUCCESSFUL
+    assert run_claimed(second, backend) == TaskStatus.SUCCESSFUL
     row.refresh_from_db()
     assert (row.status, row.return_value, row.attempts) == (TaskStatus.SUCCESSFUL, 3, 2)

@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 
 from django.db import connections
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..db import claims_one_queue_at_a_time, locking_transaction
@@ -65,10 +64,3 @@ def _lock_next(using: str, domains: list[str] | None, now: datetime) -> Task | N
         domains = list(ready.order_by().values_list("queue_name", flat=True).distinct())
     heads = [row for domain in domains if (row := claimable.filter(queue_name=domain).first())]
     return min(heads, key=lambda row: (-row.priority, row.available_at), default=None)
-
-
-def fenced(row: Task) -> QuerySet[Task]:
-    """The queryset that still belongs to ``row``'s claim (empty once it was lost)."""
-    return Task.objects.using(row._state.db).filter(
-        pk=row.pk, claim_token=row.claim_token, status=TaskStatus.RUNNING
-    )

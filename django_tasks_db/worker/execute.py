@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 import logging
-import time
 import traceback as tb
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db import InterfaceError, OperationalError, connections
+from django.tasks import Task as DjangoTask
 from django.tasks import TaskContext
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from ..arguments import to_json
-from ..exceptions import InvalidTaskArguments, ReturnValueNotSerializable, UnknownTaskPath
+from ..exceptions import InvalidTaskArguments, ReturnValueNotSerializable
 from ..models import Task, TaskStatus
 from ..results import row_to_result
-from ..retry import backoff_delay
+from ..retry import decide
 from ..signals import send_robustly, task_postrun, task_prerun
 from ..task_paths import resolve_task
-from .claim import fenced
+from .outcome import release, store, store_failure
+
+if TYPE_CHECKING:
+    from ..backend import DatabaseBackend
+    from ..conf import BackendOptions
 
 logger = logging.getLogger("django_tasks_db.worker")
 
-#: Longest wait between two attempts to store an outcome while the database is away.
-MAX_STORE_DELAY = 10.0
 
-
-def run_claimed(row: Task, backend_class: type) -> str | None:
+def run_claimed(row: Task, backend: DatabaseBackend) -> str | None:
     """Run ``row`` (claimed by this worker) and store the outcome.
 
     Returns the row's new status, or None when the claim was lost meanwhile and
@@ -40,12 +39,12 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
         result = row_to_result(row, task)
     except Exception as exc:
         logger.error("Task %s cannot run: %s", row.pk, exc)
-        return _store_failure(row, exc, retry=False)
+        return _fail(row, None, exc, backend.settings)
 
     send_robustly(
         task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result
     )
-    send_robustly(task_started, backend_class, task_result=result)
+    send_robustly(task_started, type(backend), task_result=result)
     outcome: Any
     try:
         if task.takes_context:
@@ -61,10 +60,10 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
         raise
     except BaseException as exc:
         outcome = exc
-        status = _store_failure(row, exc, retry=not isinstance(exc, ReturnValueNotSerializable))
+        status = _fail(row, task, exc, backend.settings)
     else:
         outcome = value
-        status = _store(
+        status = store(
             row,
             status=TaskStatus.SUCCESSFUL,
             return_value=stored,
@@ -73,7 +72,7 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
 
     finished = row_to_result(row, task)
     if status is not None:
-        send_robustly(task_finished, backend_class, task_result=finished)
+        send_robustly(task_finished, type(backend), task_result=finished)
     send_robustly(
         task_postrun,
         task,
@@ -86,59 +85,13 @@ def run_claimed(row: Task, backend_class: type) -> str | None:
     return status
 
 
-def _store_failure(row: Task, exc: BaseException, *, retry: bool) -> str | None:
+def _fail(
+    row: Task, task: DjangoTask | None, exc: BaseException, options: BackendOptions
+) -> str | None:
     cls = type(exc)
-    row.add_error(f"{cls.__module__}.{cls.__qualname__}", "".join(tb.format_exception(exc)))
-    now = timezone.now()
-    if retry and row.attempts < row.max_attempts and not isinstance(exc, UnknownTaskPath):
-        return _store(
-            row,
-            status=TaskStatus.READY,
-            errors=row.errors,
-            available_at=now + backoff_delay(row.attempts),
-            claim_token=None,
-        )
-    return _store(row, status=TaskStatus.FAILED, errors=row.errors, finished_at=now)
-
-
-def _retrying(write: Callable[[], int], using: str) -> int:
-    delay = 0.5
-    while True:
-        try:
-            return write()
-        except (OperationalError, InterfaceError) as exc:
-            logger.warning("Storing a task outcome failed (%s); retrying in %.1fs.", exc, delay)
-            connections[using].close()
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_STORE_DELAY)
-
-
-def release(row: Task) -> None:
-    """Give a task back without charging the attempt (the worker was interrupted)."""
-    _store(
+    return store_failure(
         row,
-        status=TaskStatus.READY,
-        attempts=max(row.attempts - 1, 0),
-        worker_ids=row.worker_ids[:-1],
-        claim_token=None,
+        f"{cls.__module__}.{cls.__qualname__}",
+        "".join(tb.format_exception(exc)),
+        decide(task, row, exc, options),
     )
-
-
-def _store(row: Task, **changes: Any) -> str | None:
-    """Write ``changes`` if this worker still holds the claim; refuse them otherwise.
-
-    When the database is unreachable the write is retried until it goes through:
-    the task already ran, and its outcome must not be lost. Should the outage last
-    longer than WORKER_DEAD_AFTER, a reaper re-queues the task and the fencing token
-    refuses this late write.
-    """
-    if not _retrying(lambda: fenced(row).update(**changes), row._state.db or "default"):
-        logger.warning(
-            "Task %s was claimed again after this worker lost it; outcome %s refused.",
-            row.pk,
-            changes.get("status"),
-        )
-        return None
-    for field, value in changes.items():
-        setattr(row, field, value)
-    return row.status

@@ -7,14 +7,14 @@ finished (or was re-claimed) in the meantime is left alone.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from enum import StrEnum
 
-from django.utils import timezone
-
-from ..models import Task, TaskStatus
-from ..retry import backoff_delay
-from .execute import _store, release
+from ..conf import BackendOptions
+from ..exceptions import TaskTimeLimitExceeded, UnknownTaskPath
+from ..models import Task
+from ..retry import Decision, decide, default_delay, failures
+from ..task_paths import resolve_task
+from .outcome import mark_aborted, release, store_failure
 
 logger = logging.getLogger("django_tasks_db.supervisor")
 
@@ -30,35 +30,31 @@ class Cause(StrEnum):
     SHUTDOWN = "shutdown"
 
 
-_ERROR_CLASS = {
-    Cause.ABORTED: "django_tasks_db.exceptions.TaskAborted",
-    Cause.TIME_LIMIT: "django_tasks_db.exceptions.TaskTimeLimitExceeded",
-    Cause.CRASHED: "django_tasks_db.exceptions.WorkerLost",
-}
-
-
-def settle(row: Task, cause: Cause, detail: str, now: datetime | None = None) -> str | None:
+def settle(row: Task, cause: Cause, detail: str, options: BackendOptions) -> str | None:
     """Store the outcome of a run that ended with its process; return the new status.
 
-    ABORTED ends the task. A time limit or a crash is a failed attempt: the task runs
-    again while attempts remain, after the usual backoff, else it is FAILED (so a task
-    that kills its process every time cannot crash-loop). At shutdown the task goes
-    back to READY and the attempt is not charged.
+    ABORTED ends the task. A time limit is a failed attempt like an exception (the
+    task's retry policy applies). A crash is a failed attempt retried while attempts
+    remain, whatever ``retry_on`` says: the task never got to raise anything. Either
+    way a task that kills its process every time ends FAILED after ``max_attempts``.
+    At shutdown the task goes back to READY and the attempt is not charged.
     """
-    now = now or timezone.now()
     if cause is Cause.SHUTDOWN:
         release(row)
         return row.status
-    error_class = _ERROR_CLASS[cause]
-    row.add_error(error_class, f"{error_class.rsplit('.', 1)[-1]}: {detail}\n")
     if cause is Cause.ABORTED:
-        return _store(row, status=TaskStatus.ABORTED, errors=row.errors, finished_at=now)
-    if row.attempts < row.max_attempts:
-        return _store(
-            row,
-            status=TaskStatus.READY,
-            errors=row.errors,
-            available_at=now + backoff_delay(row.attempts),
-            claim_token=None,
-        )
-    return _store(row, status=TaskStatus.FAILED, errors=row.errors, finished_at=now)
+        return mark_aborted(row, detail)
+    if cause is Cause.TIME_LIMIT:
+        error = TaskTimeLimitExceeded(detail)
+        try:
+            task = resolve_task(row.task_path)
+        except UnknownTaskPath:
+            task = None
+        decision = decide(task, row, error, options)
+        path = "django_tasks_db.exceptions.TaskTimeLimitExceeded"
+        return store_failure(row, path, f"TaskTimeLimitExceeded: {detail}\n", decision)
+    spent = failures(row) >= row.max_attempts
+    decision = Decision(None if spent else default_delay(None, failures(row), options))
+    return store_failure(
+        row, "django_tasks_db.exceptions.WorkerLost", f"WorkerLost: {detail}\n", decision
+    )

@@ -189,7 +189,7 @@ class Worker:
 
     def _run_one(self, row: Task) -> None:
         started = time.monotonic()
-        status = run_claimed(row, type(self.backend))
+        status = run_claimed(row, self.backend)
         logger.info(
             "Task %s %s: %s in %.3fs",
             row.pk,

@@ -315,7 +315,7 @@ class Supervisor:
             is_target = target is None or (
                 row.pk == target.pk and row.claim_token == target.claim_token
             )
-            status = settle(row, cause if is_target else Cause.SHUTDOWN, detail)
+            status = settle(row, cause if is_target else Cause.SHUTDOWN, detail, self.settings)
             logger.info("Task %s settled after %s: %s", row.pk, cause, status)
 
     def _mark_worker(self, child: Child, status: str, reason: str) -> None:

@@ -1,9 +1,13 @@
 """Tasks the test suite enqueues. They live in an installed app, as real tasks would."""
 
+import builtins
 import os
 import time
+from datetime import timedelta
 
 from django.tasks import task
+
+from django_tasks_db.exceptions import Discard, Snooze
 
 from .models import Run
 
@@ -104,3 +108,51 @@ def record_after(key: str, seconds: float) -> int:
     time.sleep(seconds)
     Run.objects.create(key=key, worker_pid=os.getpid())
     return os.getpid()
+
+
+def _runs(key: str) -> int:
+    """Record one more run of ``key``; return its number (1-based)."""
+    number = Run.objects.filter(key__startswith=f"{key}:").count() + 1
+    Run.objects.create(key=f"{key}:{number}", worker_pid=os.getpid())
+    return number
+
+
+@task(max_attempts=3, retry_on=(ConnectionError,))
+def raise_named(name: str) -> None:
+    """Raises the builtin exception ``name``: only ConnectionError retries."""
+    raise getattr(builtins, name)(f"raised {name}")
+
+
+@task(max_attempts=2)
+def snooze_twice(key: str, delay: float = 0) -> int:
+    """Snoozes on its first two runs, then succeeds: snoozes are not failures."""
+    run = _runs(key)
+    if run <= 2:
+        raise Snooze(delay)
+    return run
+
+
+@task(max_attempts=5)
+def discard_me() -> None:
+    raise Discard("not worth retrying")
+
+
+def _policy(task_result, exc):  # type: ignore[no-untyped-def]
+    message = str(exc)
+    if message == "later":
+        return timedelta(hours=1)
+    if message == "never":
+        return None
+    if message == "broken-policy":
+        raise RuntimeError("the policy itself fails")
+    return 7.5
+
+
+@task(max_attempts=3, retry_policy=_policy)
+def with_policy(message: str) -> None:
+    raise ValueError(message)
+
+
+@task(max_attempts=3, retry_backoff=100, retry_backoff_max=150)
+def slow_backoff() -> None:
+    raise ValueError("fails")
