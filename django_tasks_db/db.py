@@ -173,3 +173,28 @@ class Wakeup:
             self._listening_on = None
             connection.close()
             self.stop.wait(timeout)
+
+
+class Reconnect:
+    """How a long-running loop rides out a database that went away.
+
+    ``failed()`` logs, drops the broken connection and waits (stop-aware), doubling
+    the wait from ``initial`` up to ``cap`` seconds; ``succeeded()`` starts over.
+    The next query then reconnects. No crash loop, no busy loop.
+    """
+
+    def __init__(self, using: str, stop: threading.Event, initial: float, cap: float = 30.0):
+        self.using = using
+        self.stop = stop
+        self.initial = initial
+        self.cap = cap
+        self.delay = initial
+
+    def failed(self, what: str, exc: Exception) -> None:
+        logger.warning("%s failed (%s); retrying in %.1fs.", what, exc, self.delay)
+        connections[self.using].close()
+        self.stop.wait(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
+
+    def succeeded(self) -> None:
+        self.delay = self.initial

@@ -21,22 +21,19 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
 from .backend import database_backend
 from .code_schedules import SyncReport, sync_code_schedules
 from .cron import Cron
-from .db import locking_transaction
+from .db import Reconnect, locking_transaction
 from .models import MissedPolicy, Schedule, ScheduleTick
 from .reaper import reap
 from .task_paths import import_task_modules
 
 logger = logging.getLogger("django_tasks_db.scheduler")
-
-#: Longest wait between two attempts to reach a database that went away.
-MAX_RECONNECT_DELAY = 30.0
 
 
 @dataclass(frozen=True)
@@ -190,7 +187,7 @@ class Scheduler:
             return
         logger.info("Scheduler started on %s (backend %s).", self.using, self.backend.alias)
         next_reap = 0.0
-        reconnect_delay = settings.poll_interval
+        reconnect = Reconnect(self.using, self._stop, initial=settings.poll_interval)
         while not self._stop.is_set():
             try:
                 next_due = self.tick(timezone.now())
@@ -198,12 +195,9 @@ class Scheduler:
                     reap(self.using, settings.worker_dead_after)
                     next_reap = time.monotonic() + settings.heartbeat_interval
             except DatabaseError as exc:
-                logger.warning("Tick failed (%s); retrying in %.1fs.", exc, reconnect_delay)
-                connections[self.using].close()
-                self._stop.wait(reconnect_delay)
-                reconnect_delay = min(reconnect_delay * 2, MAX_RECONNECT_DELAY)
+                reconnect.failed("Tick", exc)
                 continue
-            reconnect_delay = settings.poll_interval
+            reconnect.succeeded()
             self._stop.wait(self._wait_for(next_due, next_reap))
         logger.info("Scheduler stopped.")
 

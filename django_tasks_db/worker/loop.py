@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from ..backend import database_backend
-from ..db import Wakeup, keep_connection_healthy, skip_locked_problem
+from ..db import Reconnect, Wakeup, keep_connection_healthy, skip_locked_problem
 from ..exceptions import DatabaseNotSupported
 from ..models import Task
 from ..models import Worker as WorkerRow
@@ -27,9 +27,6 @@ from .execute import run_claimed
 from .heartbeat import Heartbeat
 
 logger = logging.getLogger("django_tasks_db.worker")
-
-#: Longest wait between two attempts to reach a database that went away.
-MAX_RECONNECT_DELAY = 30.0
 
 
 def resident_memory_mb() -> float:
@@ -145,7 +142,7 @@ class Worker:
     def _loop(self) -> int:
         processed = 0
         poll_interval = self.backend.settings.poll_interval
-        reconnect_delay = poll_interval
+        reconnect = Reconnect(self.using, self._stop, initial=poll_interval)
         assert self.row is not None
         while not self.stopping:
             try:
@@ -154,12 +151,9 @@ class Worker:
                 self._revive()
                 continue
             except DatabaseError as exc:
-                logger.warning("Claim failed (%s); retrying in %.1fs.", exc, reconnect_delay)
-                connections[self.using].close()
-                self._stop.wait(reconnect_delay)
-                reconnect_delay = min(reconnect_delay * 2, MAX_RECONNECT_DELAY)
+                reconnect.failed("Claim", exc)
                 continue
-            reconnect_delay = poll_interval
+            reconnect.succeeded()
             if row is None:
                 if self.burst and not self._anything_ready():
                     self.request_stop("burst: nothing left to run")

@@ -8,9 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_tasks_db.management.logging import configure_command_logging
 from django_tasks_db.scheduler import Scheduler
-
-from .runworker import _configure_logging
 
 
 class Command(BaseCommand):
@@ -29,7 +28,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        _configure_logging(options["verbosity"])
+        configure_command_logging(options["verbosity"])
         try:
             scheduler = Scheduler(backend=options["backend"], once=options["once"])
         except Exception as exc:  # an unknown alias or backend

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 from types import FrameType
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_tasks_db.exceptions import DatabaseNotSupported
+from django_tasks_db.management.logging import configure_command_logging
 from django_tasks_db.worker.supervisor import Supervisor
 
 
@@ -68,7 +68,7 @@ class Command(BaseCommand):
         for flag in ("max_memory", "grace_period"):
             if options[flag] is not None and options[flag] < 0:
                 raise CommandError(f"--{flag.replace('_', '-')} cannot be negative.")
-        _configure_logging(options["verbosity"])
+        configure_command_logging(options["verbosity"])
         try:
             supervisor = Supervisor(
                 backend=options["backend"],
@@ -103,15 +103,3 @@ class Command(BaseCommand):
             supervisor.run()
         except DatabaseNotSupported as exc:
             raise CommandError(str(exc)) from exc
-
-
-def _configure_logging(verbosity: int) -> None:
-    """Show the worker's own log lines unless the project configured them."""
-    logger = logging.getLogger("django_tasks_db")
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
-        )
-        logger.addHandler(handler)
-    logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
