@@ -259,3 +259,17 @@ def test_a_late_result_of_a_lost_claim_is_refused() -> None:
     assert run_claimed(second, backend) == TaskStatus.SUCCESSFUL
     row.refresh_from_db()
     assert (row.status, row.return_value, row.attempts) == (TaskStatus.SUCCESSFUL, 3, 2)
+
+
+def test_taking_over_the_name_of_a_dead_worker_recovers_what_it_held() -> None:
+    """A worker restarted under its old name (its process gone) frees the old claims."""
+    import socket
+
+    gone = WorkerFactory(
+        name="reused", host=socket.gethostname(), pid=2**22 + 7, last_heartbeat_at=timezone.now()
+    )
+    held = TaskFactory(status=TaskStatus.RUNNING, worker=gone, attempts=1, max_attempts=2)
+    Worker(burst=True, name="reused").run()
+    held.refresh_from_db()
+    assert held.status == TaskStatus.SUCCESSFUL and held.attempts == 2
+    assert held.errors[0]["exception_class_path"] == "django_tasks_db.exceptions.WorkerLost"

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connections
 from django.db.models import F
@@ -16,10 +16,17 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from ..backend import database_backend
-from ..db import Reconnect, Wakeup, keep_connection_healthy, skip_locked_problem
+from ..db import (
+    Reconnect,
+    Wakeup,
+    keep_connection_healthy,
+    locking_transaction,
+    skip_locked_problem,
+)
 from ..exceptions import DatabaseNotSupported
 from ..models import Task
 from ..models import Worker as WorkerRow
+from ..reaper import recover_lost_task
 from ..signals import send_robustly, worker_started, worker_stopping
 from ..task_paths import import_task_modules
 from .claim import WorkerDeclaredDead, claim_next
@@ -218,21 +225,35 @@ class Worker:
             "tasks_processed": 0,
         }
         existing = WorkerRow.objects.using(self.using).filter(name=self.name).first()
-        if existing is not None:
-            dead_after = timedelta(seconds=self.backend.settings.worker_dead_after)
-            if (
-                existing.status == WorkerRow.Status.RUNNING
-                and existing.last_heartbeat_at > now - dead_after
-            ):
-                raise WorkerAlreadyRunning(
-                    f"A worker named {self.name!r} is running (pid {existing.pid} on "
-                    f"{existing.host}, last heartbeat {existing.last_heartbeat_at:%H:%M:%S})."
-                )
+        if existing is None:
+            return WorkerRow.objects.using(self.using).create(name=self.name, **fields)
+        if self._looks_alive(existing, now):
+            raise WorkerAlreadyRunning(
+                f"A worker named {self.name!r} is running (pid {existing.pid} on "
+                f"{existing.host}, last heartbeat {existing.last_heartbeat_at:%H:%M:%S})."
+            )
+        # Taking over the name of a worker that is gone: what it still held is lost.
+        with locking_transaction(self.using):
+            for task in Task.objects.using(self.using).running().filter(worker=existing):
+                recover_lost_task(task, now)
             for field, value in fields.items():
                 setattr(existing, field, value)
             existing.save(using=self.using)
-            return existing
-        return WorkerRow.objects.using(self.using).create(name=self.name, **fields)
+        return existing
+
+    def _looks_alive(self, row: WorkerRow, now: datetime) -> bool:
+        """A live worker row: RUNNING, a fresh heartbeat and, on this host, a live pid."""
+        dead_after = timedelta(seconds=self.backend.settings.worker_dead_after)
+        if row.status != WorkerRow.Status.RUNNING or row.last_heartbeat_at <= now - dead_after:
+            return False
+        if row.host == socket.gethostname() and row.pid != os.getpid():
+            try:
+                os.kill(row.pid, 0)
+            except ProcessLookupError:
+                return False  # e.g. `runworker --worker-id X` restarted right after a kill -9
+            except PermissionError:
+                pass
+        return True
 
     def _revive(self) -> None:
         """Come back under the same row after a reaper declared this worker dead.
