@@ -100,3 +100,21 @@ def test_the_reaper_respects_an_abort_request() -> None:
     task.refresh_from_db()
     assert task.status == TaskStatus.ABORTED
     assert task.errors[-1]["exception_class_path"] == "django_tasks_db.exceptions.TaskAborted"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_that_fails_with_an_abort_pending_is_not_retried() -> None:
+    from django.tasks import task_backends
+
+    from django_tasks_db.worker.execute import run_claimed
+
+    result = tasks.fail_then_succeed.enqueue("abort-pending")  # max_attempts=3
+    claimed = claim_next(WorkerFactory(), None, "default")
+    Task.objects.abort(claimed.pk)
+    assert run_claimed(claimed, task_backends["default"]) == TaskStatus.ABORTED
+    row = Task.objects.get(pk=result.id)
+    assert row.status == TaskStatus.ABORTED and row.attempts == 1
+    assert [e["exception_class_path"] for e in row.errors] == [
+        "builtins.RuntimeError",
+        "django_tasks_db.exceptions.TaskAborted",
+    ]

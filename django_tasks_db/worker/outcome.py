@@ -75,9 +75,17 @@ def store_failure(
     """Store a run that did not succeed, as ``retry.decide`` decided.
 
     A snooze goes back to READY with no error entry; any other failure adds one entry
-    to ``errors`` and goes back to READY after the delay, or ends FAILED.
+    to ``errors`` and goes back to READY after the delay, or ends FAILED. A run that
+    would go back to READY although an abort was requested ends ABORTED instead.
     """
     now = now or timezone.now()
+    if decision.delay is not None and fenced(row).filter(abort_requested_at__isnull=False).exists():
+        # Aborted while it ran, and it failed before its process was killed: it must
+        # not run again. (An abort requested after this check finds the task READY
+        # with its flag set; the supervisor kills it as soon as it is claimed.)
+        if not decision.snooze:
+            row.add_error(error_class_path, traceback)
+        return mark_aborted(row, "abort requested while it ran; it failed before it was killed")
     if decision.snooze:
         assert decision.delay is not None
         return store(
