@@ -110,14 +110,6 @@ def keep_connection_healthy(using: str) -> None:
             connection.close()
 
 
-def close_task_connections(keep: str) -> None:
-    """After a task: tidy the connections the task itself used, keep the queue's own."""
-    for conn in connections.all(initialized_only=True):
-        if conn.alias != keep:
-            conn.close_if_unusable_or_obsolete()
-    keep_connection_healthy(keep)
-
-
 #: The PostgreSQL channel on which an enqueue wakes idle workers.
 NOTIFY_CHANNEL = "django_tasks_db"
 

@@ -131,6 +131,10 @@ class Worker(models.Model):
         self.save(update_fields=["status", "stopped_at", "stop_reason", "current_task"])
 
 
+#: A worker in one of these states may hold RUNNING tasks and is heartbeated.
+LIVE_WORKER_STATUSES = (Worker.Status.RUNNING, Worker.Status.STOPPING)
+
+
 class Task(models.Model):
     """One enqueued task. Its primary key is the ``TaskResult.id`` Django hands out."""
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import Model, QuerySet
 
-from .models import FINISHED_STATUSES, ScheduleTick, Task, Worker
+from .models import ScheduleTick, Task, Worker
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,7 @@ def prune(
     Never touches READY or RUNNING tasks, or a live worker; a tick is only old once
     its scheduled time is, so the exactly-once key of recent ticks stays.
     """
-    old_tasks = Task.objects.using(using).filter(
-        status__in=FINISHED_STATUSES, finished_at__lt=before
-    )
+    old_tasks = Task.objects.using(using).finished().filter(finished_at__lt=before)
     old_ticks = ScheduleTick.objects.using(using).filter(scheduled_at__lt=before)
     old_workers = Worker.objects.using(using).filter(
         status__in=[Worker.Status.STOPPED, Worker.Status.DEAD], stopped_at__lt=before

@@ -14,12 +14,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .db import locking_transaction
-from .models import Task, TaskStatus, Worker
+from .models import LIVE_WORKER_STATUSES, Task, TaskStatus, Worker
 from .retry import failures
 
 logger = logging.getLogger("django_tasks_db.reaper")
-
-_LIVE = [Worker.Status.RUNNING, Worker.Status.STOPPING]
 
 
 def reap(using: str, dead_after: float, now: datetime | None = None) -> list[str]:
@@ -35,11 +33,11 @@ def reap(using: str, dead_after: float, now: datetime | None = None) -> list[str
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=dead_after)
     workers = Worker.objects.using(using)
-    silent = workers.filter(status__in=_LIVE, last_heartbeat_at__lt=cutoff)
+    silent = workers.filter(status__in=LIVE_WORKER_STATUSES, last_heartbeat_at__lt=cutoff)
     orphaned = (
         Task.objects.using(using)
         .running()
-        .filter(Q(worker__isnull=True) | ~Q(worker__status__in=_LIVE))
+        .filter(Q(worker__isnull=True) | ~Q(worker__status__in=LIVE_WORKER_STATUSES))
     )
     if not silent.exists() and not orphaned.exists():
         return []
@@ -65,9 +63,9 @@ def reap(using: str, dead_after: float, now: datetime | None = None) -> list[str
             .select_for_update(skip_locked=True)
         )
         live = set(
-            workers.filter(pk__in={t.worker_id for t in locked}, status__in=_LIVE).values_list(
-                "pk", flat=True
-            )
+            workers.filter(
+                pk__in={t.worker_id for t in locked}, status__in=LIVE_WORKER_STATUSES
+            ).values_list("pk", flat=True)
         )
         for task in locked:
             if task.worker_id not in live:

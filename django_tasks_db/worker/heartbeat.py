@@ -27,8 +27,7 @@ class Heartbeat(threading.Thread):
         self.interval = interval
         self.dead_after = dead_after
         self._stopped = threading.Event()
-        #: Set when the database says this worker was declared dead meanwhile.
-        self.declared_dead = threading.Event()
+        self._reported_dead = False  # say it once, not on every beat
 
     def run(self) -> None:
         try:
@@ -46,9 +45,10 @@ class Heartbeat(threading.Thread):
             logger.warning("Heartbeat of %s failed: %s", self.worker.name, exc)
             connections[using].close()
             return
-        if not alive and not self.declared_dead.is_set():
+        if not alive and not self._reported_dead:
+            # The worker loop re-registers at its next claim (WorkerDeclaredDead).
             logger.error("Worker %s was declared dead by another process.", self.worker.name)
-            self.declared_dead.set()
+            self._reported_dead = True
 
     def stop(self) -> None:
         self._stopped.set()

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from ..db import skip_locked_problem
 from ..exceptions import DatabaseNotSupported
-from ..models import Task
+from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
 from ..reaper import reap
 from .child import RECYCLE_EXIT, ChildSpec, run_child
@@ -39,13 +39,10 @@ CRASH_LOOP_WINDOW = 5.0
 #: Longest wait before restarting a child that keeps dying at start.
 MAX_RESTART_DELAY = 30.0
 
-_LIVE = [WorkerRow.Status.RUNNING, WorkerRow.Status.STOPPING]
-
 
 @dataclass
 class Child:
     slot: int
-    generation: int
     name: str
     pid: int
     started: float = field(default_factory=time.monotonic)
@@ -167,7 +164,7 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:
                 run_child(self.spec, name, os.getppid())
-            self.children[pid] = Child(slot.number, slot.generation, name, pid)
+            self.children[pid] = Child(slot.number, name, pid)
             logger.info("Started worker process %s (pid %d).", name, pid)
 
     def _collect_exits(self) -> None:
@@ -207,23 +204,22 @@ class Supervisor:
         logger.error("%s; restarting it.", detail)
         self._settle_tasks_of(child, Cause.CRASHED, detail)
         self._mark_worker(child, WorkerRow.Status.DEAD, detail)
-        lived = time.monotonic() - child.started
-        slot.restart_delay = (
-            min(slot.restart_delay * 2, MAX_RESTART_DELAY) if lived < CRASH_LOOP_WINDOW else 1.0
-        )
-        slot.restart_at = time.monotonic() + (
-            slot.restart_delay if lived < CRASH_LOOP_WINDOW else 0
-        )
+        now = time.monotonic()
+        if now - child.started < CRASH_LOOP_WINDOW:  # dying at start: back off
+            slot.restart_delay = min(slot.restart_delay * 2, MAX_RESTART_DELAY)
+            slot.restart_at = now + slot.restart_delay
+        else:
+            slot.restart_delay = 1.0
+            slot.restart_at = now
 
     def _kill(self, child: Child, reason: str) -> None:
         """SIGKILL the child's whole process group (the task's own subprocesses too)."""
         child.killed_for = reason
-        for target in (lambda: os.killpg(child.pid, signal.SIGKILL), lambda: os.kill(child.pid, 9)):
-            try:
-                target()
-                break
-            except ProcessLookupError:
-                continue
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:  # not yet the leader of its own group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(child.pid, 0)
         self.children.pop(child.pid, None)
@@ -266,15 +262,15 @@ class Supervisor:
             connections[self.using].close()
 
     def _heartbeat(self) -> None:
-        names = [child.name for child in self.children.values() if not child.killed_for]
+        names = [child.name for child in self.children.values()]
         if names:
-            WorkerRow.objects.using(self.using).filter(name__in=names, status__in=_LIVE).update(
-                last_heartbeat_at=timezone.now()
-            )
+            WorkerRow.objects.using(self.using).filter(
+                name__in=names, status__in=LIVE_WORKER_STATUSES
+            ).update(last_heartbeat_at=timezone.now())
 
     def _enforce_limits(self) -> None:
         """Kill the process of a task that was aborted or is past its time limit."""
-        by_name = {c.name: c for c in self.children.values() if not c.killed_for}
+        by_name = {child.name: child for child in self.children.values()}
         if not by_name:
             return
         now = timezone.now()
@@ -319,6 +315,6 @@ class Supervisor:
             logger.info("Task %s settled after %s: %s", row.pk, cause, status)
 
     def _mark_worker(self, child: Child, status: str, reason: str) -> None:
-        WorkerRow.objects.using(self.using).filter(name=child.name, status__in=_LIVE).update(
-            status=status, stopped_at=timezone.now(), stop_reason=reason, current_task=None
-        )
+        WorkerRow.objects.using(self.using).filter(
+            name=child.name, status__in=LIVE_WORKER_STATUSES
+        ).update(status=status, stopped_at=timezone.now(), stop_reason=reason, current_task=None)
