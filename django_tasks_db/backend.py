@@ -198,8 +198,12 @@ class DatabaseBackend(BaseTaskBackend):
     ) -> str:
         """Enqueue a task this process cannot import (it lives in another codebase).
 
-        Arguments are checked for JSON but not against the signature; the worker
-        that imports the task checks the rest. Returns the task id.
+        Arguments are checked for JSON here, and against the signature by the
+        worker that imports the task (a mismatch fails it at once with
+        ``InvalidTaskArguments``). Options left out come from the task's ``@task``
+        declaration when that worker claims it (else the backend's defaults): when
+        ``max_attempts`` is not given the row stores it empty until then. Returns
+        the task id.
         """
         validate_task_path(task_path)
         self._validate_placement(queue_name, priority)
@@ -216,6 +220,7 @@ class DatabaseBackend(BaseTaskBackend):
             run_after=run_after,
             max_attempts=max_attempts,
             timeout=timeout,
+            declared_later=max_attempts is None,
         )
         return str(row.id)
 
@@ -230,6 +235,7 @@ class DatabaseBackend(BaseTaskBackend):
         run_after: datetime | None,
         max_attempts: int | None,
         timeout: float | None,
+        declared_later: bool = False,
     ) -> Any:
         from .models import Task as TaskRow
 
@@ -244,8 +250,8 @@ class DatabaseBackend(BaseTaskBackend):
             run_after=run_after,
             available_at=run_after or now,
             enqueued_at=now,
-            max_attempts=max_attempts or self.settings.max_attempts,
-            timeout=timeout if timeout is not None else self.settings.timeout,
+            max_attempts=None if declared_later else max_attempts or self.settings.max_attempts,
+            timeout=timeout if timeout is not None or declared_later else self.settings.timeout,
         )
         row.save(using=self.database, force_insert=True)
         if row.available_at <= now:

@@ -40,6 +40,11 @@ class BackendOptions:
     retry_backoff_max: float = 600.0
     #: Seconds running tasks get to finish after SIGTERM before they are killed.
     shutdown_grace_period: float = 30.0
+    #: How often a task may lose its worker (killed, crashed, silent) before it is
+    #: failed with WorkerLost; losses do not spend ``max_attempts``.
+    max_worker_losses: int = 3
+    #: Largest JSON-encoded return value stored, in bytes; a larger one fails the task.
+    max_result_bytes: int = 1_048_576
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -72,10 +77,9 @@ class BackendOptions:
             problems.append(
                 f"TIMEOUT must be a positive number of seconds or None, not {raw['TIMEOUT']!r}."
             )
-        if "MAX_ATTEMPTS" in raw and not is_positive_int(raw["MAX_ATTEMPTS"]):
-            problems.append(
-                f"MAX_ATTEMPTS must be a whole number >= 1, not {raw['MAX_ATTEMPTS']!r}."
-            )
+        for key in ("MAX_ATTEMPTS", "MAX_WORKER_LOSSES", "MAX_RESULT_BYTES"):
+            if key in raw and not is_positive_int(raw[key]):
+                problems.append(f"{key} must be a whole number >= 1, not {raw[key]!r}.")
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
         defaults = cls()

@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.functions import Now
 
 logger = logging.getLogger("django_tasks_db")
 
@@ -22,6 +24,19 @@ logger = logging.getLogger("django_tasks_db")
 #: silently return no rows, which would starve every worker.
 MYSQL_SKIP_LOCKED_SINCE = (8, 0, 1)
 MARIADB_SKIP_LOCKED_SINCE = (10, 6)
+
+
+class DatabaseNow(Now):
+    """The database server's current time, in UTC, as an SQL expression.
+
+    Liveness (heartbeats, the reaper's cutoff), readiness and every time a task
+    transition writes are read from this one clock, so hosts whose clocks disagree
+    cannot declare each other dead or miss ready tasks. Django's ``Now`` reads the
+    session time zone on MySQL; ``UTC_TIMESTAMP`` does not depend on it.
+    """
+
+    def as_mysql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        return self.as_sql(compiler, connection, template="UTC_TIMESTAMP(6)", **extra_context)
 
 
 def serialises_claims_by_write_lock(connection: BaseDatabaseWrapper) -> bool:
@@ -88,6 +103,48 @@ def locking_transaction(using: str) -> Iterator[None]:
         yield
 
 
+def discard_open_transactions() -> list[str]:
+    """Roll back transactions a task left open, on every connection of this thread.
+
+    A task that entered ``transaction.atomic()`` and never left it would otherwise
+    get its outcome written inside its own transaction, which is rolled back when
+    the connection closes. Closing the connection rolls the work back; the next
+    query connects afresh (``connect()`` resets Django's transaction state).
+    Returns the aliases that had one open.
+    """
+    rolled_back = []
+    for connection in connections.all(initialized_only=True):
+        if connection.in_atomic_block:
+            rolled_back.append(connection.alias)
+            connection.close()
+            # Forget the blocks the task never left; connect() resets the rest.
+            connection.connection = None
+            connection.in_atomic_block = connection.closed_in_transaction = False
+    return rolled_back
+
+
+def database_reachable(using: str) -> bool:
+    """Whether a fresh round trip to the database works (after a failed write).
+
+    Tells an outage (keep retrying) from a write the database refuses (stop).
+    """
+    connection = connections[using]
+    try:
+        connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except (OperationalError, InterfaceError):
+        connection.close()
+        return False
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """A transaction chosen as a deadlock victim (safe to run again)."""
+    code = getattr(exc.__cause__, "args", (None,))[0] if exc.__cause__ else None
+    return code == 1213 or "deadlock" in str(exc).lower()
+
+
 def keep_connection_healthy(using: str) -> None:
     """Close the queue's connection only when it is broken.
 
@@ -97,10 +154,6 @@ def keep_connection_healthy(using: str) -> None:
     """
     connection = connections[using]
     if connection.connection is None:
-        return
-    if connection.in_atomic_block:
-        logger.warning("A task left a transaction open on %r; rolling it back.", using)
-        connection.close()
         return
     if connection.errors_occurred:
         if connection.is_usable():

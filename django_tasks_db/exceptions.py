@@ -23,16 +23,30 @@ class DatabaseNotSupported(TaskException):
     """The configured database cannot serve as a queue (e.g. no SKIP LOCKED)."""
 
 
+#: The longest a task can be put off by a snooze or a retry (a year): beyond it a
+#: date would overflow, and no queue should hold a task that long.
+MAX_DELAY_SECONDS = 365 * 24 * 3600.0
+
+
 class Snooze(Exception):
     """Raise in a task to run it again after ``delay`` seconds, without a failure.
 
     The run still counts in ``attempts`` (which counts runs) but not against
-    ``max_attempts``, and adds no entry to ``errors``.
+    ``max_attempts``, and adds no entry to ``errors``. ``delay`` must lie between 0
+    and a year (``MAX_DELAY_SECONDS``); anything else is a ``ValueError`` where it
+    is raised, which fails the run like any exception.
     """
 
     def __init__(self, delay: float) -> None:
-        if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
-            raise ValueError(f"Snooze needs a delay in seconds >= 0, not {delay!r}.")
+        if (
+            not isinstance(delay, int | float)
+            or isinstance(delay, bool)
+            or not 0 <= delay <= MAX_DELAY_SECONDS
+        ):
+            raise ValueError(
+                f"Snooze needs a delay of 0 to {MAX_DELAY_SECONDS:.0f} seconds (at most a "
+                f"year), not {delay!r}."
+            )
         super().__init__(f"snoozed for {delay} seconds")
         self.delay = float(delay)
 
@@ -59,8 +73,21 @@ class TaskTimeLimitExceeded(TaskException):
 
 
 class WorkerLost(TaskException):
-    """The worker running the task stopped heartbeating (killed, crashed, lost)."""
+    """The worker running the task was lost: killed, crashed, or silent for
+    WORKER_DEAD_AFTER. Not the task's fault: it runs again, up to MAX_WORKER_LOSSES."""
 
 
 class ReturnValueNotSerializable(TaskException):
     """The task returned something that JSON cannot store."""
+
+
+class ResultTooLarge(TaskException):
+    """The task's JSON-encoded return value is larger than MAX_RESULT_BYTES."""
+
+
+class OutcomeNotStored(TaskException):
+    """The database refused to store the task's outcome (its message says why)."""
+
+
+class InvalidTaskRow(InvalidTask):
+    """A task row whose columns have content no enqueue writes (edited by hand)."""

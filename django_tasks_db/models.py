@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from .arguments import prepare_arguments
 from .cron import Cron, InvalidCron, parse_zone, validate_expression
+from .db import DatabaseNow
 from .exceptions import InvalidTaskArguments, UnknownTaskPath
 from .task_paths import resolve_task
 
@@ -48,9 +49,9 @@ FINISHED_STATUSES = frozenset(
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
-    def ready(self, now: datetime | None = None) -> TaskQuerySet:
-        """Tasks a worker may claim now."""
-        return self.filter(status=TaskStatus.READY, available_at__lte=now or timezone.now())
+    def ready(self) -> TaskQuerySet:
+        """Tasks a worker may claim now, by the database's clock."""
+        return self.filter(status=TaskStatus.READY, available_at__lte=DatabaseNow())
 
     def for_domains(self, domains: list[str] | None) -> TaskQuerySet:
         """Tasks in the given queues (all queues when ``domains`` is None)."""
@@ -73,6 +74,12 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def abort(self, task_id: object) -> bool:
         """``Task.abort()`` by id (``Task.DoesNotExist`` for an unknown one)."""
         return self.get(pk=task_id).abort()
+
+    def held_by(self, worker: Worker) -> TaskQuerySet:
+        """RUNNING tasks claimed under this very worker row (name, host and pid)."""
+        return self.running().filter(
+            worker__pk=worker.pk, worker__host=worker.host, worker__pid=worker.pid
+        )
 
 
 class Worker(models.Model):
@@ -118,17 +125,19 @@ class Worker(models.Model):
             .exclude(status=Worker.Status.DEAD)
         )
 
-    def heartbeat(self, now: datetime | None = None) -> bool:
-        """Record that this worker is alive; False when it was declared dead meanwhile."""
-        self.last_heartbeat_at = now or timezone.now()
-        return bool(self.unless_dead().update(last_heartbeat_at=self.last_heartbeat_at))
+    def heartbeat(self) -> bool:
+        """Record, on the database's clock, that this worker is alive; False when it
+        was declared dead meanwhile."""
+        return bool(self.unless_dead().update(last_heartbeat_at=DatabaseNow()))
 
-    def mark_stopped(self, reason: str = "", now: datetime | None = None) -> None:
-        self.status = Worker.Status.STOPPED
-        self.stopped_at = now or timezone.now()
-        self.stop_reason = reason
-        self.current_task = None
-        self.save(update_fields=["status", "stopped_at", "stop_reason", "current_task"])
+    def mark_stopped(self, reason: str = "") -> None:
+        Worker.objects.using(self._state.db).filter(pk=self.pk).update(
+            status=Worker.Status.STOPPED,
+            stopped_at=DatabaseNow(),
+            stop_reason=reason,
+            current_task=None,
+        )
+        self.status, self.stop_reason, self.current_task = Worker.Status.STOPPED, reason, None
 
 
 #: A worker in one of these states may hold RUNNING tasks and is heartbeated.
@@ -163,7 +172,18 @@ class Task(models.Model):
     snoozes = models.PositiveIntegerField(
         default=0, help_text="Runs that asked to run again later (Snooze); not failures."
     )
-    max_attempts = models.PositiveIntegerField(default=1)
+    losses = models.PositiveIntegerField(
+        default=0,
+        help_text="Runs whose worker was lost (killed, crashed, silent); not failures, but "
+        "MAX_WORKER_LOSSES of them fail the task.",
+    )
+    max_attempts = models.PositiveIntegerField(
+        default=1,
+        null=True,
+        blank=True,
+        help_text="Empty: enqueued by path without options; the first worker that imports "
+        "the task fills in what its @task declares.",
+    )
     timeout = models.FloatField(null=True, blank=True, help_text="Hard time limit in seconds.")
 
     errors = models.JSONField(
@@ -208,29 +228,14 @@ class Task(models.Model):
     def cancel(self) -> bool:
         """Cancel a READY task: it will never run. False when it is not READY.
 
-        Race-free against a worker claiming it at the same moment: the row is
-        locked, so exactly one of the two wins. Reloads this instance.
+        Race-free against a worker claiming it at the same moment: exactly one of
+        the two wins (see ``transitions.cancel``). Reloads this instance.
         """
-        from .db import locking_transaction
+        from . import transitions
 
-        using = self._state.db or "default"
-        with locking_transaction(using):
-            row = (
-                Task.objects.using(using)
-                .select_for_update()
-                .filter(pk=self.pk, status=TaskStatus.READY)
-                .first()
-            )
-            if row is not None:
-                row.add_error(
-                    "django_tasks_db.exceptions.TaskCancelled",
-                    "TaskCancelled: cancelled before it ran.\n",
-                )
-                row.status = TaskStatus.CANCELLED
-                row.finished_at = timezone.now()
-                row.save(update_fields=["errors", "status", "finished_at"])
+        cancelled = transitions.cancel(self.pk, self._state.db or "default")
         self.refresh_from_db()
-        return row is not None
+        return cancelled
 
     def abort(self) -> bool:
         """Stop this task wherever it is; False when it had already finished.
@@ -239,35 +244,30 @@ class Task(models.Model):
         supervisor of its worker kills the process running it (``runworker`` looks
         every 0.2 s); the task then ends ABORTED. Reloads this instance.
         """
-        using = self._state.db or "default"
-        for _ in range(3):  # it may move between READY and RUNNING while we ask
-            if self.cancel():
-                return True
-            if self.status != TaskStatus.RUNNING:
-                return False
-            if self.abort_requested_at is not None:
-                return True
-            Task.objects.using(using).filter(
-                pk=self.pk, status=TaskStatus.RUNNING, abort_requested_at__isnull=True
-            ).update(abort_requested_at=timezone.now())
-            self.refresh_from_db()
-            if self.status == TaskStatus.RUNNING and self.abort_requested_at is not None:
-                return True
-        return False
+        from . import transitions
 
-    def add_error(self, exception_class_path: str, traceback: str, **extra: Any) -> None:
-        """Append one error entry (saved by the caller together with the state change)."""
-        self.errors = [
-            *self.errors,
-            {
-                "exception_class_path": exception_class_path,
-                "traceback": traceback,
-                "attempt": self.attempts,
-                "worker": self.worker_ids[-1] if self.worker_ids else None,
-                "at": timezone.now().isoformat(),
-                **extra,
-            },
-        ]
+        aborted = transitions.request_abort(self.pk, self._state.db or "default")
+        self.refresh_from_db()
+        return aborted
+
+    def content_problem(self) -> str | None:
+        """Why this row cannot be run as written, or None.
+
+        Enqueue never writes such a row; an edit by hand (or by a buggy script)
+        can. A worker fails it alone with ``InvalidTaskRow`` instead of running it
+        with arguments nobody meant, or crashing on it.
+        """
+        shapes = {"args": list, "kwargs": dict, "errors": list, "worker_ids": list}
+        for field, shape in shapes.items():
+            value = getattr(self, field)
+            if not isinstance(value, shape):
+                return (
+                    f"Task {self.pk}: column {field!r} holds {value!r:.200}, not a JSON "
+                    f"{'object' if shape is dict else 'list'}."
+                )
+        if not all(isinstance(key, str) for key in self.kwargs):
+            return f"Task {self.pk}: column 'kwargs' has keys that are not strings."
+        return None
 
 
 class MissedPolicy(models.TextChoices):
@@ -331,6 +331,11 @@ class Schedule(models.Model):
         null=True, blank=True, editable=False, help_text="The earliest tick not yet handled."
     )
     defined_in_code = models.BooleanField(default=False, editable=False)
+    last_error = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Why the scheduler could not run this schedule the last time it tried.",
+    )
     code_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:

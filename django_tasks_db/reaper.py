@@ -1,57 +1,155 @@
 """Recovery of tasks whose worker died: missed heartbeats, then re-queue or fail.
 
-Every worker (and the scheduler) calls ``reap`` now and then; the row locks make
-concurrent reapers harmless, and the fencing token makes a presumed-dead worker
-that comes back unable to overwrite what happened since.
+Every supervisor, in-process worker and scheduler reaps now and then, through a
+``Reaper``; the row locks make concurrent reapers harmless, and the fencing token
+makes a presumed-dead worker that comes back unable to overwrite what happened
+since.
+
+No two clocks are ever compared. A ``Reaper`` declares a worker dead only when it
+has itself watched that worker's heartbeat stay unchanged for WORKER_DEAD_AFTER,
+timed by its own monotonic clock, while it was continuously in touch with the
+database. So a host whose clock runs ahead or behind (and SQLite, where "the
+database's time" is each process's own) cannot make a live worker look silent;
+and after an outage (a failover takes 25-30 s) or a long lock wait, the watch
+starts over: every worker gets WORKER_DEAD_AFTER to heartbeat again before anyone
+counts its silence. Heartbeats are written with the database's time all the same,
+so the admin and ``reap()`` (one-shot, for tests and tools) read one clock.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from django.db.models import Q
-from django.utils import timezone
+from django.db import DatabaseError, transaction
+from django.db.models import Q, Value
 
-from .db import locking_transaction
+from . import transitions
+from .db import DatabaseNow, locking_transaction
 from .models import LIVE_WORKER_STATUSES, Task, TaskStatus, Worker
-from .retry import failures
+from .transitions import TaskId
+
+if TYPE_CHECKING:
+    from .conf import BackendOptions
 
 logger = logging.getLogger("django_tasks_db.reaper")
 
+_MS = timedelta(milliseconds=1)
 
-def reap(using: str, dead_after: float, now: datetime | None = None) -> list[str]:
+
+class Reaper:
+    """Watches the heartbeats of every live worker for one loop, and reaps.
+
+    The loop reports each round trip to the database: ``in_touch()`` after one that
+    worked, ``out_of_touch()`` after one that failed. A gap of more than half of
+    WORKER_DEAD_AFTER between two good round trips (a hang, a lock wait, a paused
+    process) counts as being out of touch too. Being out of touch forgets what was
+    watched; ``reap()`` then judges only what it has watched since.
+    """
+
+    def __init__(self, using: str, options: BackendOptions) -> None:
+        self.using = using
+        self.options = options
+        self.dead_after = options.worker_dead_after
+        self._last_touch: float | None = None
+        #: worker pk -> (heartbeat value, monotonic time it was first seen with it)
+        self._watched: dict[int, tuple[datetime, float]] = {}
+
+    def in_touch(self) -> None:
+        now = time.monotonic()
+        if self._last_touch is not None and now - self._last_touch > self.dead_after / 2:
+            self._watched.clear()  # a gap: what it saw before may be stale news
+        self._last_touch = now
+
+    def out_of_touch(self) -> None:
+        self._last_touch = None
+        self._watched.clear()
+
+    def reap(self, spare: Collection[str] = ()) -> list[str]:
+        """Look at every live worker's heartbeat; reap those unchanged for
+        WORKER_DEAD_AFTER of this loop's watch. Returns the recovered tasks' ids."""
+        try:
+            beats = (
+                Worker.objects.using(self.using)
+                .filter(status__in=LIVE_WORKER_STATUSES)
+                .exclude(name__in=list(spare))
+                .values_list("pk", "last_heartbeat_at")
+            )
+            now = time.monotonic()
+            watched: dict[int, tuple[datetime, float]] = {}
+            for pk, beat in beats:
+                seen, since = self._watched.get(pk, (beat, now))
+                watched[pk] = (beat, since if seen == beat else now)
+            self._watched = watched
+            silent = {
+                pk: beat for pk, (beat, since) in watched.items() if now - since >= self.dead_after
+            }
+            recovered = reap(self.using, self.options, spare, silent=silent)
+        except DatabaseError:
+            self.out_of_touch()
+            raise
+        self.in_touch()
+        return recovered
+
+
+def reap(
+    using: str,
+    options: BackendOptions,
+    spare: Collection[str] = (),
+    *,
+    silent: Mapping[int, datetime] | None = None,
+) -> list[str]:
     """Declare silent workers dead and recover their tasks; return the tasks' ids.
 
-    A worker is dead when its last heartbeat is older than ``dead_after`` seconds.
-    Its RUNNING tasks, and RUNNING tasks of workers already stopped or gone, go back
-    to READY when attempts remain, else to FAILED with a ``WorkerLost`` error.
+    ``silent`` maps the workers a ``Reaper`` watched go quiet to the heartbeat it
+    saw: each is declared dead only if that is still its heartbeat. Without it (a
+    one-shot call), a worker is dead when its heartbeat is older than
+    WORKER_DEAD_AFTER by the database's clock. Workers named in ``spare`` (a
+    supervisor's own live children) are never judged. Their RUNNING tasks, and
+    RUNNING tasks of workers already stopped or gone, are lost (``transitions.lose``):
+    READY again, or FAILED after MAX_WORKER_LOSSES losses. One row that cannot be
+    recovered is logged and left; the others are recovered.
 
     The usual answer is "nobody is dead": that costs two plain reads and takes no
-    lock, so every worker can afford to ask on every heartbeat.
+    lock, so every loop can afford to ask on every heartbeat.
     """
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=dead_after)
+    dead_after = options.worker_dead_after
     workers = Worker.objects.using(using)
-    silent = workers.filter(status__in=LIVE_WORKER_STATUSES, last_heartbeat_at__lt=cutoff)
+    live = workers.filter(status__in=LIVE_WORKER_STATUSES).exclude(name__in=list(spare))
+    if silent is None:
+        cutoff = DatabaseNow() - Value(timedelta(seconds=dead_after))
+        quiet = live.filter(last_heartbeat_at__lt=cutoff)
+    elif silent:
+        # Still the heartbeat that was watched (to the millisecond: SQLite stores the
+        # database's time as text with three decimals, Django compares with six).
+        still = [
+            Q(pk=pk, last_heartbeat_at__range=(beat - _MS, beat + _MS))
+            for pk, beat in silent.items()
+        ]
+        quiet = live.filter(Q(*still, _connector=Q.OR))
+    else:
+        quiet = live.none()
     orphaned = (
         Task.objects.using(using)
         .running()
         .filter(Q(worker__isnull=True) | ~Q(worker__status__in=LIVE_WORKER_STATUSES))
     )
-    if not silent.exists() and not orphaned.exists():
+    if not quiet.exists() and not orphaned.exists():
         return []
     recovered: list[str] = []
     with locking_transaction(using):
-        for worker in silent.select_for_update(skip_locked=True):
-            worker.status = Worker.Status.DEAD
-            worker.stopped_at = now
-            worker.stop_reason = (
+        for worker in quiet.select_for_update(skip_locked=True):
+            reason = (
                 f"no heartbeat since {worker.last_heartbeat_at.isoformat()} "
-                f"(WORKER_DEAD_AFTER={dead_after}s); declared dead at {now.isoformat()}"
+                f"(WORKER_DEAD_AFTER={dead_after}s)"
             )
-            worker.save(update_fields=["status", "stopped_at", "stop_reason"])
-            logger.warning("Worker %s declared dead: %s", worker.name, worker.stop_reason)
+            workers.filter(pk=worker.pk).update(
+                status=Worker.Status.DEAD, stopped_at=DatabaseNow(), stop_reason=reason
+            )
+            logger.warning("Worker %s declared dead: %s", worker.name, reason)
         candidates = list(orphaned.values_list("pk", flat=True))
         # Lock the task rows themselves (no join: PostgreSQL refuses FOR UPDATE on the
         # nullable side of one), then re-check under the lock: a row re-claimed by a
@@ -61,45 +159,33 @@ def reap(using: str, dead_after: float, now: datetime | None = None) -> list[str
             .filter(pk__in=candidates)
             .running()
             .select_for_update(skip_locked=True)
+            .values_list("pk", "worker_id")
         )
-        live = set(
+        alive = set(
             workers.filter(
-                pk__in={t.worker_id for t in locked}, status__in=LIVE_WORKER_STATUSES
+                pk__in={worker_id for _, worker_id in locked}, status__in=LIVE_WORKER_STATUSES
             ).values_list("pk", flat=True)
         )
-        for task in locked:
-            if task.worker_id not in live:
-                recover_lost_task(task, now)
-                recovered.append(str(task.pk))
+        for pk, worker_id in locked:
+            if worker_id not in alive and _recover(pk, using, options):
+                recovered.append(str(pk))
     return recovered
 
 
-def recover_lost_task(task: Task, now: datetime) -> None:
-    """Re-queue (attempts remain) or fail a task whose worker is gone.
-
-    A lost task that someone asked to abort ends ABORTED instead: nothing is left
-    to kill, and it must not run again.
-    """
-    lost_on = task.worker_ids[-1] if task.worker_ids else "an unknown worker"
-    task.claim_token = None
-    if task.abort_requested_at is not None:
-        task.add_error(
-            "django_tasks_db.exceptions.TaskAborted",
-            f"TaskAborted: abort requested while its worker {lost_on} was lost.\n",
-        )
-        task.status = TaskStatus.ABORTED
-        task.finished_at = now
-    else:
-        task.add_error(
-            "django_tasks_db.exceptions.WorkerLost",
-            f"WorkerLost: worker {lost_on} stopped heartbeating while running attempt "
-            f"{task.attempts} of {task.max_attempts}.\n",
-        )
-        if failures(task) < task.max_attempts:
-            task.status = TaskStatus.READY
-            task.available_at = now
-        else:
-            task.status = TaskStatus.FAILED
-            task.finished_at = now
-    task.save(update_fields=["errors", "claim_token", "status", "available_at", "finished_at"])
-    logger.warning("Task %s lost with its worker: now %s.", task.pk, task.status)
+def _recover(pk: TaskId, using: str, options: BackendOptions) -> bool:
+    """Lose one task, in a savepoint of its own: a row that fails, fails alone."""
+    try:
+        with transaction.atomic(using=using):
+            task = Task.objects.using(using).get(pk=pk)
+            status_before = task.status
+            changed = transitions.lose([task], "its worker stopped heartbeating", options)
+    except (ValueError, TypeError, KeyError) as exc:  # a column that cannot be read
+        problem = f"Task {pk}: a column cannot be read ({type(exc).__name__}: {exc})."
+        logger.error("%s Its worker is gone; failing it (InvalidTaskRow).", problem)
+        return transitions.reject(pk, using, problem, status=TaskStatus.RUNNING)
+    except Exception:
+        logger.exception("Could not recover task %s of a lost worker; leaving it.", pk)
+        return False
+    if changed:
+        logger.warning("Task %s lost with its worker (%s): now %s.", pk, status_before, task.status)
+    return bool(changed)

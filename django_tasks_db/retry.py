@@ -1,7 +1,8 @@
 """Whether and when a failed attempt runs again.
 
-One function, ``decide``, answers for every way an attempt can fail: an exception
-in the worker, or a time limit enforced by the supervisor. A task tunes it with
+One function, ``decide``, answers for every way a run can end without success: an
+exception in the worker, a time limit enforced by the supervisor, or a lost worker
+(``WorkerLost``: killed, crashed, silent). A task tunes it with
 ``@task(max_attempts=, retry_on=, retry_backoff=, retry_backoff_max=, retry_policy=)``
 and the backend's ``MAX_ATTEMPTS``, ``RETRY_BACKOFF`` and ``RETRY_BACKOFF_MAX``.
 """
@@ -9,12 +10,24 @@ and the backend's ``MAX_ATTEMPTS``, ``RETRY_BACKOFF`` and ``RETRY_BACKOFF_MAX``.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import Discard, ReturnValueNotSerializable, Snooze, UnknownTaskPath
+from .exceptions import (
+    MAX_DELAY_SECONDS,
+    Discard,
+    InvalidTaskArguments,
+    InvalidTaskRow,
+    OutcomeNotStored,
+    ResultTooLarge,
+    ReturnValueNotSerializable,
+    Snooze,
+    UnknownTaskPath,
+    WorkerLost,
+)
 
 if TYPE_CHECKING:
     from django.tasks import Task as DjangoTask
@@ -24,16 +37,29 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_tasks_db.retry")
 
-#: Failures no retry can mend: the task is not runnable, or refused its own result.
-PERMANENT = (Discard, UnknownTaskPath, ReturnValueNotSerializable)
+#: Failures no retry can mend: the task is not runnable, or its result cannot be stored.
+PERMANENT = (
+    Discard,
+    UnknownTaskPath,
+    InvalidTaskArguments,
+    InvalidTaskRow,
+    ReturnValueNotSerializable,
+    ResultTooLarge,
+    OutcomeNotStored,
+)
+
+#: The longest delay a retry or snooze gets (a larger one would overflow a date).
+MAX_DELAY = timedelta(seconds=MAX_DELAY_SECONDS)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """``delay`` None: fail for good. ``snooze``: run again, and it was no failure."""
+    """``delay`` None: fail for good. ``snooze``: run again, and it was no failure.
+    ``loss``: the worker was lost; it counts in ``losses``, not against ``max_attempts``."""
 
     delay: timedelta | None
     snooze: bool = False
+    loss: bool = False
 
     @property
     def retry(self) -> bool:
@@ -64,8 +90,18 @@ def default_delay(task: DjangoTask | None, failures: int, options: BackendOption
 
 
 def failures(row: TaskRow) -> int:
-    """Runs that count against ``max_attempts``: every run but the snoozed ones."""
-    return row.attempts - row.snoozes
+    """Runs that count against ``max_attempts``: every run but snoozed and lost ones."""
+    return row.attempts - row.snoozes - row.losses
+
+
+def max_attempts(row: TaskRow, options: BackendOptions) -> int:
+    """The row's ``max_attempts``; empty (enqueued by path, not yet claimed): the default."""
+    return row.max_attempts or options.max_attempts
+
+
+def bounded(delay: timedelta) -> timedelta:
+    """``delay`` clamped to ``[0, MAX_DELAY]``."""
+    return min(max(delay, timedelta(0)), MAX_DELAY)
 
 
 def decide(
@@ -74,17 +110,23 @@ def decide(
     """Decide what follows attempt ``row.attempts`` of ``row``, which raised ``exc``.
 
     ``task`` is the resolved Task (None when it could not be resolved). In order:
-    ``Snooze`` runs again after its delay; ``Discard`` and unrunnable tasks fail;
-    a spent ``max_attempts`` fails; an exception outside ``retry_on`` (default: any
+    a lost worker (``WorkerLost``) runs again at once, whatever ``max_attempts``
+    says, until the task has lost ``MAX_WORKER_LOSSES`` workers; ``Snooze`` runs
+    again after its delay; ``Discard`` and unrunnable tasks fail; a spent
+    ``max_attempts`` fails; an exception outside ``retry_on`` (default: any
     ``Exception``) fails; then ``retry_policy(task_result, exc)``, if the task has
     one, returns the delay (seconds or timedelta) or None for "do not retry" — a
-    policy that raises is logged and the default backoff applies.
+    policy that raises or returns something else is logged and the default backoff
+    applies. Every delay is clamped to ``[0, MAX_DELAY]``.
     """
+    if isinstance(exc, WorkerLost):
+        lost_too_often = row.losses + 1 >= options.max_worker_losses
+        return Decision(None if lost_too_often else timedelta(0), loss=True)
     if isinstance(exc, Snooze):
-        return Decision(timedelta(seconds=exc.delay), snooze=True)
+        return Decision(bounded(timedelta(seconds=exc.delay)), snooze=True)
     if isinstance(exc, PERMANENT) or task is None:
         return Decision(None)
-    if failures(row) >= row.max_attempts:
+    if failures(row) >= max_attempts(row, options):
         return Decision(None)
     retry_on: Any = getattr(task, "retry_on", None) or (Exception,)
     if not isinstance(exc, retry_on):
@@ -103,5 +145,21 @@ def decide(
     if answer is None:
         return Decision(None)
     if isinstance(answer, timedelta):
-        return Decision(max(answer, timedelta(0)))
-    return Decision(timedelta(seconds=max(float(answer), 0.0)))
+        return Decision(bounded(answer))
+    if isinstance(answer, int | float) and not isinstance(answer, bool) and not math.isnan(answer):
+        if answer > MAX_DELAY_SECONDS:
+            logger.warning(
+                "retry_policy of %s returned %r seconds; using the longest delay, %s.",
+                row.task_path,
+                answer,
+                MAX_DELAY,
+            )
+            return Decision(MAX_DELAY)
+        return Decision(bounded(timedelta(seconds=answer)))
+    logger.error(
+        "retry_policy of %s returned %r, not seconds, a timedelta or None; "
+        "using the default backoff.",
+        row.task_path,
+        answer,
+    )
+    return Decision(delay)

@@ -30,7 +30,7 @@ from .code_schedules import SyncReport, sync_code_schedules
 from .cron import Cron
 from .db import Reconnect, locking_transaction
 from .models import MissedPolicy, Schedule, ScheduleTick
-from .reaper import reap
+from .reaper import Reaper
 from .task_paths import import_task_modules
 
 logger = logging.getLogger("django_tasks_db.scheduler")
@@ -182,19 +182,23 @@ class Scheduler:
         self.sync()
         settings = self.backend.settings
         if self.once:
+            # No reaping: a one-shot process has not watched the database long
+            # enough to judge anyone dead (see reaper.Reaper).
             self.tick(timezone.now())
-            reap(self.using, settings.worker_dead_after)
             return
         logger.info("Scheduler started on %s (backend %s).", self.using, self.backend.alias)
         next_reap = 0.0
+        reaper = Reaper(self.using, settings)
         reconnect = Reconnect(self.using, self._stop, initial=settings.poll_interval)
         while not self._stop.is_set():
             try:
                 next_due = self.tick(timezone.now())
+                reaper.in_touch()
                 if time.monotonic() >= next_reap:
-                    reap(self.using, settings.worker_dead_after)
+                    reaper.reap()
                     next_reap = time.monotonic() + settings.heartbeat_interval
             except DatabaseError as exc:
+                reaper.out_of_touch()
                 reconnect.failed("Tick", exc)
                 continue
             reconnect.succeeded()

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Holds the ``sitecustomize`` that makes ``time.sleep`` work under libfaketime.
+FAKETIME_SITE = ROOT / "tests" / "faketime"
+FAKETIME_LIBRARIES = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+)
 
 
 def command_env(**extra: str) -> dict[str, str]:
@@ -64,3 +75,51 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: f
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
     return process.returncode
+
+
+def faketime_library() -> str | None:
+    """Debian's libfaketime (package ``libfaketime``, which ``faketime`` pulls in), or None."""
+    for path in FAKETIME_LIBRARIES:
+        if os.path.exists(path):
+            return path
+    if shutil.which("dpkg"):
+        listing = subprocess.run(
+            ["dpkg", "-L", "libfaketime"], capture_output=True, text=True, check=False
+        ).stdout
+        for line in listing.splitlines():
+            if line.endswith("/libfaketime.so.1"):
+                return line
+    return None
+
+
+def skewed_env(seconds: float, **extra: str) -> dict[str, str]:
+    """``command_env`` for a child whose wall clock runs ``seconds`` ahead (or behind, < 0).
+
+    libfaketime moves ``time.time()``, ``datetime.now()`` and so ``timezone.now()``;
+    the monotonic clock stays real (faking it hangs Python's timed waits), and
+    ``tests/faketime/sitecustomize.py`` works around the EINVAL that ``time.sleep``
+    then gets from libfaketime. Skips the test when libfaketime is not installed.
+    """
+    library = faketime_library()
+    if library is None:
+        pytest.skip("libfaketime not installed (Debian package faketime; .ci/run installs it)")
+    preload = " ".join(filter(None, [library, os.environ.get("LD_PRELOAD", "")]))
+    return command_env(
+        LD_PRELOAD=preload,
+        FAKETIME=f"{seconds:+g}s",
+        FAKETIME_DONT_FAKE_MONOTONIC="1",
+        PYTHONPATH=os.pathsep.join([str(FAKETIME_SITE), str(ROOT)]),
+        **extra,
+    )
+
+
+def database_url_via(port: int, host: str = "127.0.0.1") -> str:
+    """This run's ``DATABASE_URL`` pointed at ``host:port`` (say, a ``tests.proxy.Proxy``).
+
+    Children get it through ``command_env(DATABASE_URL=...)``; with TASKS_TEST_WORKER
+    set, tests/settings.py still connects them to the ``test_`` database.
+    """
+    url = urlsplit(os.environ["DATABASE_URL"])
+    credentials = url.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit(url._replace(netloc=netloc))

@@ -45,7 +45,8 @@ TEMPLATES = [
 ]
 ROOT_URLCONF = "tests.urls"
 
-SQLITE_TEST_FILE = BASE_DIR / "test-db.sqlite3"
+# TASKS_TEST_SQLITE_FILE lets parallel runs of the suite keep apart.
+SQLITE_TEST_FILE = env.path("TASKS_TEST_SQLITE_FILE", default=str(BASE_DIR / "test-db.sqlite3"))
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 _db = DATABASES["default"]
 if _db["ENGINE"].endswith("sqlite3"):

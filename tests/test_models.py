@@ -96,7 +96,7 @@ def test_the_reaper_respects_an_abort_request() -> None:
         max_attempts=5,
         abort_requested_at=timezone.now(),
     )
-    reap("default", 30)
+    reap("default", BackendOptions())
     task.refresh_from_db()
     assert task.status == TaskStatus.ABORTED
     assert task.errors[-1]["exception_class_path"] == "django_tasks_db.exceptions.TaskAborted"
@@ -111,7 +111,7 @@ def test_a_task_that_fails_with_an_abort_pending_is_not_retried() -> None:
     result = tasks.fail_then_succeed.enqueue("abort-pending")  # max_attempts=3
     claimed = claim_next(WorkerFactory(), None, "default")
     Task.objects.abort(claimed.pk)
-    assert run_claimed(claimed, task_backends["default"]) == TaskStatus.ABORTED
+    assert run_claimed(claimed, task_backends["default"]).status == TaskStatus.ABORTED
     row = Task.objects.get(pk=result.id)
     assert row.status == TaskStatus.ABORTED and row.attempts == 1
     assert [e["exception_class_path"] for e in row.errors] == [

@@ -15,6 +15,8 @@ logger = logging.getLogger("django_tasks_db.worker")
 
 #: Exit status of a child that stopped to be replaced (--max-tasks-per-child, --max-memory).
 RECYCLE_EXIT = 3
+#: Exit status of a child whose worker name a live worker already uses.
+NAME_TAKEN_EXIT = 4
 _PR_SET_PDEATHSIG = 1
 
 
@@ -53,7 +55,7 @@ def run_child(spec: ChildSpec, name: str, parent_pid: int) -> NoReturn:
         os.setpgrp()  # its own group: a kill reaches the task's own subprocesses too
         die_with_parent(parent_pid)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
-        from .loop import Worker
+        from .loop import Worker, WorkerAlreadyRunning
 
         worker = Worker(
             backend=spec.backend,
@@ -72,8 +74,13 @@ def run_child(spec: ChildSpec, name: str, parent_pid: int) -> NoReturn:
             worker.request_stop("received SIGTERM from the supervisor")
 
         signal.signal(signal.SIGTERM, on_term)
-        worker.run()
-        code = RECYCLE_EXIT if worker.recycle else 0
+        try:
+            worker.run()
+        except WorkerAlreadyRunning as exc:
+            logger.error("%s", exc)
+            code = NAME_TAKEN_EXIT
+        else:
+            code = RECYCLE_EXIT if worker.recycle else 0
     except KeyboardInterrupt:
         code = 0
     except BaseException:

@@ -2,65 +2,101 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
+import logging
 
 from django.db import connections
-from django.utils import timezone
+from django.db.models import QuerySet
 
-from ..db import claims_one_queue_at_a_time, locking_transaction
-from ..models import Task, TaskStatus, Worker
+from .. import transitions
+from ..db import DatabaseNow, claims_one_queue_at_a_time, locking_transaction
+from ..models import Task, Worker
+from ..transitions import TaskId
+
+logger = logging.getLogger("django_tasks_db.worker")
+
+#: Malformed rows one claim fails on its way to a good one (more wait for the next claim).
+MAX_REJECTS_PER_CLAIM = 20
 
 
-def claim_next(
-    worker: Worker, domains: list[str] | None, using: str, now: datetime | None = None
-) -> Task | None:
+def claim_next(worker: Worker, domains: list[str] | None, using: str) -> Task | None:
     """Claim the next ready task for ``worker``, or return None when none is ready.
 
     Rows another worker is claiming are skipped, not waited for. The claim gets a
     fresh fencing token: every later write for this run names it, so a worker that
     lost its claim (declared dead, task re-queued) cannot overwrite the new run.
+    A row whose content cannot run (edited by hand) is failed on the spot.
+
+    Locks are taken in one order: the task row, then this worker's row, before the
+    task's foreign key to the worker is written. MariaDB's foreign-key check would
+    otherwise take a shared lock on the worker row first and upgrade it, and a
+    supervisor heartbeating that row at the same moment made one of the two a
+    deadlock victim.
     """
-    now = now or timezone.now()
     with locking_transaction(using):
-        row = _lock_next(using, domains, now)
-        if row is None:
-            return None
-        row.status = TaskStatus.RUNNING
-        row.claim_token = uuid.uuid4()
-        row.worker = worker
-        row.attempts += 1
-        row.started_at = row.started_at or now
-        row.last_attempted_at = now
-        row.worker_ids = [*row.worker_ids, worker.name]
-        row.save(
-            update_fields=[
-                "status",
-                "claim_token",
-                "worker",
-                "attempts",
-                "started_at",
-                "last_attempted_at",
-                "worker_ids",
-            ]
-        )
-        # Counts as a heartbeat: a worker busy claiming is never mistaken for a dead one.
-        if not worker.unless_dead().update(current_task=row, last_heartbeat_at=now):
-            raise WorkerDeclaredDead(worker.name)  # rolls the claim back
-    return row
+        for _ in range(MAX_REJECTS_PER_CLAIM):
+            row = _lock_next(using, domains)
+            if row is None:
+                return None
+            if row is _REJECTED:
+                continue
+            now = row.db_now  # type: ignore[attr-defined]
+            # Counts as a heartbeat: a worker busy claiming is never mistaken for a dead one.
+            if not worker.unless_dead().update(current_task=row.pk, last_heartbeat_at=now):
+                raise WorkerDeclaredDead(worker.name)  # rolls the claim back
+            transitions.claim([row], worker, now)
+            return row
+    return None
 
 
 class WorkerDeclaredDead(Exception):
     """This worker's row was marked DEAD by a reaper; it must not claim under it."""
 
 
-def _lock_next(using: str, domains: list[str] | None, now: datetime) -> Task | None:
-    """Lock and return the first ready row in claim order, skipping locked ones."""
-    ready = Task.objects.using(using).ready(now)
-    claimable = ready.in_claim_order().select_for_update(skip_locked=True)
+#: Stands for "a row was locked and failed for its content; look again".
+_REJECTED = Task()
+
+
+def _lock_next(using: str, domains: list[str] | None) -> Task | None:
+    """Lock and return the first ready row in claim order, skipping locked ones.
+
+    The row carries ``db_now``, the database's time. A row whose content cannot
+    run comes back as ``_REJECTED``, already failed.
+    """
+    ready = Task.objects.using(using).ready()
+    claimable = (
+        ready.in_claim_order().select_for_update(skip_locked=True).annotate(db_now=DatabaseNow())
+    )
     if not claims_one_queue_at_a_time(connections[using]):
-        return claimable.for_domains(domains).first()
+        return _first(claimable.for_domains(domains), using)
     if domains is None:
         domains = list(ready.order_by().values_list("queue_name", flat=True).distinct())
-    heads = [row for domain in domains if (row := claimable.filter(queue_name=domain).first())]
+    heads = [
+        row for domain in domains if (row := _first(claimable.filter(queue_name=domain), using))
+    ]
+    if any(row is _REJECTED for row in heads):
+        return _REJECTED
     return min(heads, key=lambda row: (-row.priority, row.available_at), default=None)
+
+
+def _first(claimable: QuerySet[Task], using: str) -> Task | None:
+    """The first row of ``claimable``, locked; ``_REJECTED`` when its content cannot run."""
+    try:
+        row = claimable.first()
+    except (ValueError, TypeError, KeyError) as exc:  # a column Django cannot even read
+        pk = claimable.values_list("pk", flat=True).first()
+        if pk is None:
+            return None
+        unreadable = f"Task {pk}: a column cannot be read ({type(exc).__name__}: {exc})."
+        return _reject(pk, using, unreadable, errors=None)
+    if row is None:
+        return None
+    problem = row.content_problem()
+    if problem is not None:
+        return _reject(row.pk, using, problem, errors=row.errors)
+    return row
+
+
+def _reject(pk: TaskId, using: str, problem: str, errors: object) -> Task:
+    transitions.reject(pk, using, problem, errors=errors)
+    logger.error("%s It cannot run; failed it (InvalidTaskRow).", problem)
+    return _REJECTED

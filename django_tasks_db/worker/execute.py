@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import traceback as tb
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskContext
 from django.tasks.signals import task_finished, task_started
-from django.utils import timezone
 
-from ..arguments import to_json
-from ..exceptions import InvalidTaskArguments, ReturnValueNotSerializable
-from ..models import Task, TaskStatus
+from .. import transitions
+from ..arguments import check_binding, to_json
+from ..db import discard_open_transactions
+from ..exceptions import (
+    InvalidTaskArguments,
+    OutcomeNotStored,
+    ResultTooLarge,
+    ReturnValueNotSerializable,
+)
+from ..models import Task
 from ..results import row_to_result
-from ..retry import decide
 from ..signals import send_robustly, task_postrun, task_prerun
 from ..task_paths import resolve_task
-from .outcome import release, store, store_failure
+from .outcome import persist
 
 if TYPE_CHECKING:
     from ..backend import DatabaseBackend
@@ -27,19 +34,31 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_tasks_db.worker")
 
 
-def run_claimed(row: Task, backend: DatabaseBackend) -> str | None:
+@dataclass
+class RunReport:
+    """What became of one run, for the worker's log line."""
+
+    #: The row's new status; None when the claim was lost and the outcome refused.
+    status: str | None
+    #: The exception the run ended with, if any.
+    error: BaseException | None = None
+
+
+def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
     """Run ``row`` (claimed by this worker) and store the outcome.
 
-    Returns the row's new status, or None when the claim was lost meanwhile and
-    the outcome was refused. A bad row (unknown path, arguments that no longer
-    bind) fails that row only.
+    A row that cannot run (unknown path, arguments that do not bind) fails that
+    row only, at once. Whatever happens, the outcome is stored through a fenced
+    transition, after rolling back any transaction the task left open.
     """
+    options = backend.settings
     try:
         task = resolve_task(row.task_path)
+        _adopt_declared_options(row, task, options)
+        check_binding(task.func, row.args, row.kwargs, task.takes_context)
         result = row_to_result(row, task)
     except Exception as exc:
-        logger.error("Task %s cannot run: %s", row.pk, exc)
-        return _fail(row, None, exc, backend.settings)
+        return _report(row, None, exc, backend)
 
     send_robustly(
         task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result
@@ -51,27 +70,27 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> str | None:
             value = task.call(TaskContext(task_result=result), *row.args, **row.kwargs)
         else:
             value = task.call(*row.args, **row.kwargs)
-        try:
-            stored = to_json(value, "The return value")
-        except InvalidTaskArguments as exc:
-            raise ReturnValueNotSerializable(str(exc)) from None
+        _close_open_transactions(row)
+        stored = _storable(value, options)
     except KeyboardInterrupt:
-        release(row)
+        _close_open_transactions(row)
+        transitions.release([row])
         raise
     except BaseException as exc:
+        _close_open_transactions(row)
         outcome = exc
-        status = _fail(row, task, exc, backend.settings)
+        report = _report(row, task, exc, backend)
     else:
         outcome = value
-        status = store(
-            row,
-            status=TaskStatus.SUCCESSFUL,
-            return_value=stored,
-            finished_at=timezone.now(),
+        report = RunReport(
+            persist(
+                lambda: _store_success(row, stored),
+                backend.database,
+                refused=lambda error: _store_refusal(row, task, error, options),
+            )
         )
-
     finished = row_to_result(row, task)
-    if status is not None:
+    if report.status is not None:
         send_robustly(task_finished, type(backend), task_result=finished)
     send_robustly(
         task_postrun,
@@ -79,19 +98,93 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> str | None:
         task_id=str(row.pk),
         task_name=row.task_path,
         result=outcome,
-        status=status,
+        status=report.status,
         task_result=finished,
     )
+    return report
+
+
+def _report(
+    row: Task, task: DjangoTask | None, exc: BaseException, backend: DatabaseBackend
+) -> RunReport:
+    status = persist(
+        lambda: _store_failure(row, task, exc, backend.settings),
+        backend.database,
+        refused=lambda error: _store_refusal(row, task, error, backend.settings),
+    )
+    return RunReport(status, exc)
+
+
+def _store_success(row: Task, stored: Any) -> str | None:
+    status = transitions.succeed(row, stored)
+    if status is not None:
+        transitions.refresh_times(row)
     return status
 
 
-def _fail(
+def _store_refusal(
+    row: Task, task: DjangoTask | None, error: DatabaseError, options: BackendOptions
+) -> str | None:
+    """FAILED with ``OutcomeNotStored``; should even that be refused, FAILED with a
+    bare entry in place of the row's errors, so the task never stays RUNNING."""
+    refusal = OutcomeNotStored(f"The database refused to store the outcome: {error}")
+    try:
+        return _store_failure(row, task, refusal, options)
+    except DatabaseError as again:
+        logger.error("Task %s: storing the failure was refused too (%s).", row.pk, again)
+        problem = f"The database refused the outcome ({error}) and the failure ({again})."
+        rejected = transitions.reject(
+            row.pk,
+            row._state.db or "default",
+            problem,
+            status=row.status,
+            claim_token=row.claim_token,
+        )
+        return "FAILED" if rejected else None
+
+
+def _store_failure(
     row: Task, task: DjangoTask | None, exc: BaseException, options: BackendOptions
 ) -> str | None:
-    cls = type(exc)
-    return store_failure(
-        row,
-        f"{cls.__module__}.{cls.__qualname__}",
-        "".join(tb.format_exception(exc)),
-        decide(task, row, exc, options),
-    )
+    status = transitions.fail(row, exc, task, options)
+    if status is not None:
+        transitions.refresh_times(row)
+    return status
+
+
+def _storable(value: Any, options: BackendOptions) -> Any:
+    """The return value as it will be stored, or the exception that fails the run."""
+    try:
+        stored = to_json(value, "The return value")
+    except InvalidTaskArguments as exc:
+        raise ReturnValueNotSerializable(str(exc)) from None
+    size = len(json.dumps(stored).encode())
+    if size > options.max_result_bytes:
+        raise ResultTooLarge(
+            f"The return value is {size:,} bytes of JSON, over MAX_RESULT_BYTES "
+            f"({options.max_result_bytes:,}); return less, or store it elsewhere and "
+            "return a reference."
+        )
+    return stored
+
+
+def _adopt_declared_options(row: Task, task: DjangoTask, options: BackendOptions) -> None:
+    """A task enqueued by path without options gets what its @task declares."""
+    if row.max_attempts is not None:
+        return
+    declared_attempts = getattr(task, "max_attempts", None) or options.max_attempts
+    timeout = row.timeout
+    if timeout is None:
+        declared = getattr(task, "timeout", None)
+        timeout = declared if declared is not None else options.timeout
+    transitions.adopt_options(row, declared_attempts, timeout)
+
+
+def _close_open_transactions(row: Task) -> None:
+    for alias in discard_open_transactions():
+        logger.warning(
+            "Task %s (%s) left a transaction open on database %r; rolled it back.",
+            row.pk,
+            row.task_path,
+            alias,
+        )

@@ -8,29 +8,29 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.db import DatabaseError, connections
-from django.db.models import F
-from django.utils import timezone
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import F, Value
 from django.utils.crypto import get_random_string
 
+from .. import transitions
 from ..backend import database_backend
 from ..db import (
+    DatabaseNow,
     Reconnect,
     Wakeup,
     keep_connection_healthy,
     locking_transaction,
     skip_locked_problem,
 )
-from ..exceptions import DatabaseNotSupported
-from ..models import Task
+from ..exceptions import DatabaseNotSupported, Snooze
+from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
-from ..reaper import recover_lost_task
 from ..signals import send_robustly, worker_started, worker_stopping
 from ..task_paths import import_task_modules
 from .claim import WorkerDeclaredDead, claim_next
-from .execute import run_claimed
+from .execute import RunReport, run_claimed
 from .heartbeat import Heartbeat
 
 logger = logging.getLogger("django_tasks_db.worker")
@@ -49,6 +49,35 @@ def resident_memory_mb() -> float:
 
 class WorkerAlreadyRunning(Exception):
     """A live worker already uses the requested name."""
+
+
+def live_holder(using: str, name: str, dead_after: float) -> WorkerRow | None:
+    """The live worker row named ``name``, if any: RUNNING or STOPPING with a heartbeat
+    younger than ``dead_after`` by the database's clock, and, on this host, a pid
+    that still exists (a name whose process is gone here is free at once)."""
+    fresh = DatabaseNow() - Value(timedelta(seconds=dead_after))
+    row = (
+        WorkerRow.objects.using(using)
+        .filter(name=name, status__in=LIVE_WORKER_STATUSES, last_heartbeat_at__gte=fresh)
+        .first()
+    )
+    if row is None:
+        return None
+    if row.host == socket.gethostname() and row.pid != os.getpid():
+        try:
+            os.kill(row.pid, 0)
+        except ProcessLookupError:
+            return None  # e.g. `runworker --worker-id X` restarted right after a kill -9
+        except PermissionError:
+            pass
+    return row
+
+
+def already_running(row: WorkerRow) -> WorkerAlreadyRunning:
+    return WorkerAlreadyRunning(
+        f"A worker named {row.name!r} is already running (pid {row.pid} on {row.host}, "
+        f"last heartbeat {row.last_heartbeat_at:%H:%M:%S} UTC); choose another --worker-id."
+    )
 
 
 class Worker:
@@ -120,11 +149,7 @@ class Worker:
         import_task_modules()
         self.row = self._register()
 
-        heartbeat = Heartbeat(
-            self.row,
-            self.backend.settings.heartbeat_interval,
-            self.backend.settings.worker_dead_after,
-        )
+        heartbeat = Heartbeat(self.row, self.backend.settings)
         if self.heartbeat:
             heartbeat.start()
         logger.info(
@@ -190,70 +215,95 @@ class Worker:
 
     def _run_one(self, row: Task) -> None:
         started = time.monotonic()
-        status = run_claimed(row, self.backend)
-        logger.info(
-            "Task %s %s: %s in %.3fs",
-            row.pk,
-            row.task_path,
-            status or "REFUSED",
-            time.monotonic() - started,
-        )
+        try:
+            report = run_claimed(row, self.backend)
+        except DatabaseError:
+            raise
+        except Exception as exc:  # a bug or a row nothing foresaw: that row fails alone
+            logger.exception("Task %s could not be run; failing it.", row.pk)
+            report = RunReport(transitions.fail(row, exc, None, self.backend.settings), exc)
+        self._log_outcome(row, report, time.monotonic() - started)
         keep_connection_healthy(self.using)
-
         assert self.row is not None
         self.row.unless_dead().update(
             current_task=None,
             tasks_processed=F("tasks_processed") + 1,
-            last_heartbeat_at=timezone.now(),
+            last_heartbeat_at=DatabaseNow(),
+        )
+
+    def _log_outcome(self, row: Task, report: RunReport, seconds: float) -> None:
+        """One line per run: what became of it, why, and when it runs next."""
+        error = report.error
+        why = f" ({type(error).__name__}: {str(error)[:200]})" if error is not None else ""
+        if report.status is None:
+            what = "outcome refused: this worker had lost the claim"
+        elif report.status == "READY":
+            kind = "snoozed" if isinstance(error, Snooze) else "retry"
+            what = f"{kind}, runs again at {row.available_at:%Y-%m-%d %H:%M:%S} UTC"
+        else:
+            what = report.status
+        level = logging.INFO if report.status in ("SUCCESSFUL", "READY") else logging.WARNING
+        logger.log(
+            level,
+            "Task %s %s attempt %d: %s%s in %.3fs",
+            row.pk,
+            row.task_path,
+            row.attempts,
+            what,
+            why,
+            seconds,
         )
 
     # -- registration -------------------------------------------------------------------
 
     def _register(self) -> WorkerRow:
-        now = timezone.now()
+        """Create this worker's row, or take over the row of a dead worker of that name.
+
+        Atomic: two processes starting with one name cannot both win (the row lock,
+        and the unique name for a new row). Tasks the dead holder still had RUNNING
+        are lost (``transitions.lose``), under the lock.
+        """
         fields = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "backend_name": self.backend.alias,
             "domains": self.domains or [],
             "status": WorkerRow.Status.RUNNING,
-            "started_at": now,
+            "started_at": DatabaseNow(),
             "stopped_at": None,
-            "last_heartbeat_at": now,
+            "last_heartbeat_at": DatabaseNow(),
             "stop_reason": "",
             "current_task": None,
             "tasks_processed": 0,
         }
-        existing = WorkerRow.objects.using(self.using).filter(name=self.name).first()
-        if existing is None:
-            return WorkerRow.objects.using(self.using).create(name=self.name, **fields)
-        if self._looks_alive(existing, now):
-            raise WorkerAlreadyRunning(
-                f"A worker named {self.name!r} is running (pid {existing.pid} on "
-                f"{existing.host}, last heartbeat {existing.last_heartbeat_at:%H:%M:%S})."
-            )
-        # Taking over the name of a worker that is gone: what it still held is lost.
-        with locking_transaction(self.using):
-            for task in Task.objects.using(self.using).running().filter(worker=existing):
-                recover_lost_task(task, now)
-            for field, value in fields.items():
-                setattr(existing, field, value)
-            existing.save(using=self.using)
-        return existing
-
-    def _looks_alive(self, row: WorkerRow, now: datetime) -> bool:
-        """A live worker row: RUNNING, a fresh heartbeat and, on this host, a live pid."""
-        dead_after = timedelta(seconds=self.backend.settings.worker_dead_after)
-        if row.status != WorkerRow.Status.RUNNING or row.last_heartbeat_at <= now - dead_after:
-            return False
-        if row.host == socket.gethostname() and row.pid != os.getpid():
-            try:
-                os.kill(row.pid, 0)
-            except ProcessLookupError:
-                return False  # e.g. `runworker --worker-id X` restarted right after a kill -9
-            except PermissionError:
-                pass
-        return True
+        workers = WorkerRow.objects.using(self.using)
+        dead_after = self.backend.settings.worker_dead_after
+        try:
+            with locking_transaction(self.using):
+                existing = workers.select_for_update().filter(name=self.name).first()
+                if existing is None:
+                    with transaction.atomic(using=self.using):
+                        row = workers.create(name=self.name, **fields)
+                else:
+                    holder = live_holder(self.using, self.name, dead_after)
+                    if holder is not None:
+                        raise already_running(holder)
+                    held = Task.objects.using(self.using).running().filter(worker=existing)
+                    reason = f"the worker name {self.name!r} was taken over after it died"
+                    transitions.lose(list(held.select_for_update()), reason, self.backend.settings)
+                    workers.filter(pk=existing.pk).update(**fields)
+                    row = existing
+        except IntegrityError:  # another process created the name between our read and write
+            holder = live_holder(self.using, self.name, dead_after)
+            raise (
+                already_running(holder)
+                if holder
+                else WorkerAlreadyRunning(
+                    f"A worker named {self.name!r} was registered at the same moment."
+                )
+            ) from None
+        row.refresh_from_db()
+        return row
 
     def _revive(self) -> None:
         """Come back under the same row after a reaper declared this worker dead.
@@ -269,11 +319,13 @@ class Worker:
             self.name,
         )
         self.row.refresh_from_db()
-        self.row.status = WorkerRow.Status.RUNNING
-        self.row.stopped_at = None
-        self.row.last_heartbeat_at = timezone.now()
-        self.row.stop_reason = f"revived after being declared dead: {self.row.stop_reason}"
-        self.row.save(update_fields=["status", "stopped_at", "last_heartbeat_at", "stop_reason"])
+        WorkerRow.objects.using(self.using).filter(pk=self.row.pk).update(
+            status=WorkerRow.Status.RUNNING,
+            stopped_at=None,
+            last_heartbeat_at=DatabaseNow(),
+            stop_reason=f"revived after being declared dead: {self.row.stop_reason}",
+        )
+        self.row.refresh_from_db()
 
     def _unregister(self) -> None:
         assert self.row is not None

@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import DatabaseError, connections
-from django.utils import timezone
+from django.db.models import Q
 
-from ..db import skip_locked_problem
+from ..db import DatabaseNow, skip_locked_problem
 from ..exceptions import DatabaseNotSupported
 from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
-from ..reaper import reap
-from .child import RECYCLE_EXIT, ChildSpec, run_child
+from ..reaper import Reaper
+from ..task_paths import import_task_modules
+from .child import NAME_TAKEN_EXIT, RECYCLE_EXIT, ChildSpec, run_child
 from .kills import Cause, settle
-from .loop import Worker
+from .loop import Worker, WorkerAlreadyRunning, already_running, live_holder
 
 logger = logging.getLogger("django_tasks_db.supervisor")
 
@@ -38,6 +39,10 @@ TICK = 0.2
 CRASH_LOOP_WINDOW = 5.0
 #: Longest wait before restarting a child that keeps dying at start.
 MAX_RESTART_DELAY = 30.0
+
+
+class TaskModulesBroken(Exception):
+    """A ``tasks`` module of an installed app raised while being imported."""
 
 
 @dataclass
@@ -98,6 +103,10 @@ class Supervisor:
         self.slots = [Slot(number) for number in range(1, processes + 1)]
         self.children: dict[int, Child] = {}
         self.stop_reason = ""
+        #: Why the command must exit with an error (a worker name in use), if it must.
+        self.fatal = ""
+        self.host = socket.gethostname()
+        self.reaper = Reaper(self.using, self.settings)
         self._stop_requested = 0
         self._deadline: float | None = None
         self._last_beat = 0.0
@@ -117,9 +126,22 @@ class Supervisor:
     # -- main loop ------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Supervise until stopped. Raises ``WorkerAlreadyRunning`` when a live worker
+        uses one of the names, and whatever importing the task modules raises."""
         problem = skip_locked_problem(connections[self.using])
         if problem:
             raise DatabaseNotSupported(problem)
+        # Here, not in each child: a tasks module that fails to import stops the
+        # command with its error instead of a child that restarts forever.
+        try:
+            import_task_modules()
+        except Exception as exc:
+            raise TaskModulesBroken(f"Importing the task modules failed: {exc!r}") from exc
+        dead_after = self.settings.worker_dead_after
+        for slot in self.slots:
+            holder = live_holder(self.using, f"{self.name}-{slot.number}", dead_after)
+            if holder is not None:
+                raise already_running(holder)
         logger.info(
             "Supervisor %s: %d process(es) on %s (domains: %s).",
             self.name,
@@ -147,6 +169,8 @@ class Supervisor:
             self._watch_database()
             time.sleep(TICK)
         logger.info("Supervisor %s stopped: %s", self.name, self.stop_reason)
+        if self.fatal:
+            raise WorkerAlreadyRunning(self.fatal)
 
     # -- children -------------------------------------------------------------------------
 
@@ -198,6 +222,13 @@ class Supervisor:
             return
         if code == RECYCLE_EXIT:
             slot.restart_at = time.monotonic()
+            return
+        if code == NAME_TAKEN_EXIT:  # it never ran anything: nothing of it to settle
+            self.fatal = (
+                f"A worker named {child.name!r} is already running; choose another --worker-id."
+            )
+            slot.finished = True
+            self.request_stop(self.fatal)
             return
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         detail = f"worker process {child.name} (pid {child.pid}) died: {how}"
@@ -256,31 +287,48 @@ class Supervisor:
             if now - self._last_beat >= self.settings.heartbeat_interval:
                 self._last_beat = now
                 self._heartbeat()
-                reap(self.using, self.settings.worker_dead_after)
+                self.reaper.in_touch()
+                # Its own children are alive (it would know): never judged by it.
+                self.reaper.reap(spare=[child.name for child in self.children.values()])
         except DatabaseError as exc:
             logger.warning("Supervisor %s cannot reach the database: %s", self.name, exc)
+            self.reaper.out_of_touch()
             connections[self.using].close()
+        except Exception:  # a row nothing foresaw must not stop the supervisor
+            logger.exception("Supervisor %s: watching the tasks failed; carrying on.", self.name)
+
+    def _own_rows(self, children: list[Child] | None = None) -> Q:
+        """The Worker rows of processes this supervisor started (name, host and pid):
+        never a row of another command that happens to use the same names."""
+        chosen = list(self.children.values()) if children is None else children
+        if not chosen:
+            return Q(pk__in=[])
+        return Q(host=self.host) & Q(
+            *[Q(name=child.name, pid=child.pid) for child in chosen], _connector=Q.OR
+        )
 
     def _heartbeat(self) -> None:
-        names = [child.name for child in self.children.values()]
-        if names:
+        if self.children:
             WorkerRow.objects.using(self.using).filter(
-                name__in=names, status__in=LIVE_WORKER_STATUSES
-            ).update(last_heartbeat_at=timezone.now())
+                self._own_rows(), status__in=LIVE_WORKER_STATUSES
+            ).update(last_heartbeat_at=DatabaseNow())
 
     def _enforce_limits(self) -> None:
-        """Kill the process of a task that was aborted or is past its time limit."""
+        """Kill the process of a task that was aborted or is past its time limit
+        (both judged on the database's clock)."""
         by_name = {child.name: child for child in self.children.values()}
         if not by_name:
             return
-        now = timezone.now()
         running = (
             Task.objects.using(self.using)
             .running()
-            .filter(worker__name__in=list(by_name))
+            .filter(worker__in=WorkerRow.objects.using(self.using).filter(self._own_rows()))
+            .filter(Q(abort_requested_at__isnull=False) | Q(timeout__isnull=False))
+            .annotate(db_now=DatabaseNow())
             .select_related("worker")
         )
         for row in running:
+            now = row.db_now
             if row.abort_requested_at is not None:
                 cause, detail = Cause.ABORTED, f"aborted on request at {row.abort_requested_at}"
             elif (
@@ -307,14 +355,21 @@ class Supervisor:
         ``target`` is the task the kill was for; any other (claimed between our read
         and the kill) did nothing wrong and goes back to the queue uncharged.
         """
-        for row in Task.objects.using(self.using).running().filter(worker__name=child.name):
+        own = WorkerRow.objects.using(self.using).filter(self._own_rows([child]))
+        for row in Task.objects.using(self.using).running().filter(worker__in=own):
             is_target = target is None or (
                 row.pk == target.pk and row.claim_token == target.claim_token
             )
-            status = settle(row, cause if is_target else Cause.SHUTDOWN, detail, self.settings)
+            try:
+                status = settle(row, cause if is_target else Cause.SHUTDOWN, detail, self.settings)
+            except DatabaseError:
+                raise
+            except Exception:  # that row fails alone; the reaper gets another go at it
+                logger.exception("Could not settle task %s after %s.", row.pk, cause)
+                continue
             logger.info("Task %s settled after %s: %s", row.pk, cause, status)
 
     def _mark_worker(self, child: Child, status: str, reason: str) -> None:
         WorkerRow.objects.using(self.using).filter(
-            name=child.name, status__in=LIVE_WORKER_STATUSES
-        ).update(status=status, stopped_at=timezone.now(), stop_reason=reason, current_task=None)
+            self._own_rows([child]), status__in=LIVE_WORKER_STATUSES
+        ).update(status=status, stopped_at=DatabaseNow(), stop_reason=reason, current_task=None)

@@ -156,3 +156,79 @@ def with_policy(message: str) -> None:
 @task(max_attempts=3, retry_backoff=100, retry_backoff_max=150)
 def slow_backoff() -> None:
     raise ValueError("fails")
+
+
+# -- helper_badrows --
+
+
+@task
+def record_pair(a: str, b: str) -> str:
+    """Records its run: a row with tampered arguments must never reach it."""
+    Run.objects.create(key=f"pair:{a}:{b}", worker_pid=os.getpid())
+    return a + b
+
+
+@task
+def return_nul(key: str) -> str:
+    """Records its run, then returns a NUL character (PostgreSQL's jsonb refuses it)."""
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return "a" + chr(0) + "b"
+
+
+@task
+def raise_nul() -> None:
+    raise ValueError("a" + chr(0) + "b")  # no escape in the source line of the traceback
+
+
+@task
+def return_text(key: str, size: int) -> str:
+    """Records its run, then returns a string of ``size`` characters."""
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return "x" * size
+
+
+@task
+def raise_long(size: int) -> None:
+    """Fails with a message (and so a traceback) longer than ``size`` characters."""
+    raise ValueError("x" * size)
+
+
+@task
+def snooze_for_ages() -> None:
+    raise Snooze(1e12)
+
+
+def _infinite_policy(task_result, exc):  # type: ignore[no-untyped-def]
+    return float("inf")
+
+
+@task(max_attempts=3, retry_policy=_infinite_policy)
+def retry_at_infinity() -> None:
+    raise ValueError("retry me at infinity")
+
+
+@task
+def leak_transaction(key: str) -> int:
+    """Opens a transaction it never closes and writes a Run row inside it."""
+    from django.db import transaction
+
+    transaction.atomic().__enter__()
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return os.getpid()
+
+
+# -- helper_hostile --
+
+
+@task
+def record_then_sleep(key: str, seconds: float) -> int:
+    """Records one Run per run (key ``<key>:<random>``), then sleeps: duplicates are counted.
+
+    The Run comes first, so a run whose worker was then presumed dead still counts.
+    Default options (max_attempts 1), as a user who never asked for retries has.
+    """
+    import uuid
+
+    Run.objects.create(key=f"{key}:{uuid.uuid4().hex[:16]}", worker_pid=os.getpid())
+    time.sleep(seconds)
+    return os.getpid()

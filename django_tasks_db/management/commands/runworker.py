@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_tasks_db.exceptions import DatabaseNotSupported
 from django_tasks_db.management.logging import configure_command_logging
-from django_tasks_db.worker.supervisor import Supervisor
+from django_tasks_db.worker.loop import WorkerAlreadyRunning
+from django_tasks_db.worker.supervisor import Supervisor, TaskModulesBroken
 
 
 class Command(BaseCommand):
@@ -101,5 +102,5 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         try:
             supervisor.run()
-        except DatabaseNotSupported as exc:
+        except (DatabaseNotSupported, WorkerAlreadyRunning, TaskModulesBroken) as exc:
             raise CommandError(str(exc)) from exc

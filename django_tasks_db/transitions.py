@@ -1,0 +1,416 @@
+"""The task life cycle: every change of a task row's state, as named transitions.
+
+Each transition is one UPDATE statement over one or many rows, *fenced*: it names
+the state each row must still be in and, for a claimed run, the claim's token, so
+a row that moved on meanwhile (finished, cancelled, recovered, claimed again) is
+left alone, and the row count tells the caller. Times come from the database's
+clock (``DatabaseNow``), never from the caller's.
+
+The rules that hold for every path a run can take live here and nowhere else:
+
+- every failure (an exception, a time limit, a lost worker) is decided by
+  ``retry.decide``; error entries are built from exception objects;
+- a pending abort beats going back to READY (retry, snooze, release, loss);
+- a snooze is not a failure: no error entry, it counts in ``snoozes``;
+- a lost worker is not the task's fault: it counts in ``losses``, not against
+  ``max_attempts`` (``MAX_WORKER_LOSSES`` of them fail the task);
+- ``attempts`` and ``worker_ids`` change together: both grow at a claim and both
+  shrink at a release; ``worker_ids`` keeps the latest ``MAX_WORKER_IDS`` entries;
+- a row whose JSON columns have a shape no enqueue writes fails alone
+  (``InvalidTaskRow``), and every list column is read defensively.
+
+``TABLE`` lists which states each event can lead to from each state; any pair it
+does not list changes nothing (tests/test_transitions.py checks every pair).
+"""
+
+from __future__ import annotations
+
+import traceback as tb
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import reduce
+from operator import or_
+from typing import TYPE_CHECKING, Any, cast
+
+from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .db import DatabaseNow
+from .exceptions import InvalidTaskRow, TaskAborted, TaskCancelled, WorkerLost
+from .models import Task, TaskStatus
+from .retry import Decision, decide
+
+if TYPE_CHECKING:
+    from django.db.models import Field
+    from django.tasks import Task as DjangoTask
+
+    from .conf import BackendOptions
+    from .models import Worker
+
+#: A task row's primary key, as callers hold it.
+TaskId = uuid.UUID | str
+
+#: ``worker_ids`` keeps this many latest entries (a task snoozing forever must not grow it).
+MAX_WORKER_IDS = 100
+#: Longest traceback or message stored per error entry; longer ones are cut in the middle.
+MAX_ERROR_CHARS = 16_000
+
+
+class Event(StrEnum):
+    CLAIM = "claim"  # a worker takes a READY task
+    SUCCEED = "succeed"  # the run returned a value
+    FAIL = "fail"  # the run raised or hit its time limit; retry.decide says what follows
+    SNOOZE = "snooze"  # the run asked to run again later
+    RELEASE = "release"  # the worker gave the run back unstarted or at shutdown
+    LOSE = "lose"  # the worker was lost (killed, crashed, declared dead)
+    ABORT = "abort"  # the worker's process was killed on an abort request
+    CANCEL = "cancel"  # someone cancelled a task that has not run
+    REQUEST_ABORT = "request_abort"  # someone asked to stop a task wherever it is
+    REJECT = "reject"  # the row's content cannot be run
+
+
+S = TaskStatus
+#: (state, event) -> the states it can lead to. Pairs not listed change nothing.
+TABLE: dict[tuple[TaskStatus, Event], frozenset[TaskStatus]] = {
+    (S.READY, Event.CLAIM): frozenset({S.RUNNING}),
+    (S.READY, Event.CANCEL): frozenset({S.CANCELLED}),
+    (S.READY, Event.REQUEST_ABORT): frozenset({S.CANCELLED}),
+    (S.READY, Event.REJECT): frozenset({S.FAILED}),
+    (S.RUNNING, Event.SUCCEED): frozenset({S.SUCCESSFUL}),
+    (S.RUNNING, Event.FAIL): frozenset({S.READY, S.FAILED, S.ABORTED}),
+    (S.RUNNING, Event.SNOOZE): frozenset({S.READY, S.ABORTED}),
+    (S.RUNNING, Event.RELEASE): frozenset({S.READY, S.ABORTED}),
+    (S.RUNNING, Event.LOSE): frozenset({S.READY, S.FAILED, S.ABORTED}),
+    (S.RUNNING, Event.ABORT): frozenset({S.ABORTED}),
+    (S.RUNNING, Event.REQUEST_ABORT): frozenset({S.RUNNING}),  # flagged; its supervisor kills it
+    (S.RUNNING, Event.REJECT): frozenset({S.FAILED}),
+}
+
+
+# -- building blocks ---------------------------------------------------------------------
+
+
+def as_list(value: object) -> list[Any]:
+    """A JSON list column as a list, whatever a hand-edited row holds."""
+    return list(value) if isinstance(value, list) else []
+
+
+def clean_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """Text every database stores: NUL and lone surrogates escaped, cut in the middle
+    with a visible mark when longer than ``limit``."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head - 80
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[... {cut} characters truncated ...]\n{text[-tail:]}"
+
+
+def error_entry(row: Task, exc: BaseException) -> dict[str, Any]:
+    """One ``errors`` entry for ``exc`` (raised or not) ending attempt ``row.attempts``."""
+    cls = type(exc)
+    worker_ids = as_list(row.worker_ids)
+    return {
+        "exception_class_path": f"{cls.__module__}.{cls.__qualname__}",
+        "traceback": clean_text("".join(tb.format_exception(exc))),
+        "attempt": row.attempts,
+        "worker": worker_ids[-1] if worker_ids else None,
+        "at": timezone.now().isoformat(),
+    }
+
+
+def with_error(row: Task, exc: BaseException) -> list[Any]:
+    return [*as_list(row.errors), error_entry(row, exc)]
+
+
+def _fence(rows: Sequence[Task]) -> Q:
+    """Each row still under the claim its instance holds."""
+    return reduce(or_, (Q(pk=row.pk, claim_token=row.claim_token) for row in rows))
+
+
+def _per_row(rows: Sequence[Task], value: Callable[[Task], Any], field: str) -> Any:
+    """One value per row in a single statement (a CASE on the primary key)."""
+    values = [value(row) for row in rows]
+    if len(rows) == 1 or all(v == values[0] for v in values):
+        return values[0]
+    output = cast("Field[Any, Any]", Task._meta.get_field(field))
+    pairs = zip(rows, values, strict=True)
+    whens = [When(pk=row.pk, then=Value(v, output_field=output)) for row, v in pairs]
+    return Case(*whens, output_field=output)
+
+
+def _update(rows: Sequence[Task], where: Q, values: dict[str, Any]) -> int:
+    if not rows:
+        return 0
+    using = rows[0]._state.db or "default"
+    queryset: QuerySet[Task] = Task.objects.using(using).filter(where)
+    return queryset.update(**values)
+
+
+def _remember(rows: Sequence[Task], **values: Any) -> None:
+    """Mirror plain values on the instances (database times are left to refresh_times)."""
+    for row in rows:
+        for field, value in values.items():
+            setattr(row, field, value(row) if callable(value) else value)
+
+
+def refresh_times(row: Task) -> None:
+    """Read back what the database's clock wrote (for signals and results)."""
+    row.refresh_from_db(
+        fields=["status", "available_at", "started_at", "finished_at", "abort_requested_at"]
+    )
+
+
+def _later(delay: timedelta) -> Any:
+    return DatabaseNow() + Value(delay) if delay else DatabaseNow()
+
+
+# -- a worker's claim --------------------------------------------------------------------
+
+
+def claim(rows: Sequence[Task], worker: Worker, now: datetime) -> int:
+    """READY -> RUNNING for rows the caller holds locked, each with a fresh fencing token.
+
+    ``now`` is the database's time, read by the locking query.
+    """
+    for row in rows:
+        row.claim_token = uuid.uuid4()
+        row.worker_ids = [*as_list(row.worker_ids), worker.name][-MAX_WORKER_IDS:]
+    changed = _update(
+        rows,
+        Q(pk__in=[row.pk for row in rows], status=S.READY),
+        {
+            "status": S.RUNNING,
+            "claim_token": _per_row(rows, lambda r: r.claim_token, "claim_token"),
+            "worker_ids": _per_row(rows, lambda r: r.worker_ids, "worker_ids"),
+            "worker": worker,
+            "attempts": F("attempts") + 1,
+            "started_at": Coalesce(F("started_at"), Value(now)),
+            "last_attempted_at": now,
+        },
+    )
+    _remember(
+        rows,
+        status=S.RUNNING,
+        worker=worker,
+        attempts=lambda r: r.attempts + 1,
+        started_at=lambda r: r.started_at or now,
+        last_attempted_at=now,
+    )
+    return changed
+
+
+def adopt_options(row: Task, max_attempts: int, timeout: float | None) -> bool:
+    """Fill in the options of a task enqueued by path without them (its @task's)."""
+    changed = _update(
+        [row],
+        _fence([row]) & Q(status=S.RUNNING, max_attempts__isnull=True),
+        {"max_attempts": max_attempts, "timeout": timeout},
+    )
+    if changed:
+        row.max_attempts, row.timeout = max_attempts, timeout
+    return bool(changed)
+
+
+# -- how a run ends ----------------------------------------------------------------------
+
+
+def succeed(row: Task, return_value: Any) -> str | None:
+    """RUNNING -> SUCCESSFUL under the claim; None when the claim was lost."""
+    values = {"status": S.SUCCESSFUL, "return_value": return_value, "claim_token": None}
+    changed = _update(
+        [row], _fence([row]) & Q(status=S.RUNNING), {**values, "finished_at": DatabaseNow()}
+    )
+    if not changed:
+        return None
+    _remember([row], **values)
+    return S.SUCCESSFUL
+
+
+def fail(
+    row: Task, exc: BaseException, task: DjangoTask | None, options: BackendOptions
+) -> str | None:
+    """End a run that raised ``exc`` (or hit its time limit, or lost its worker), as
+    ``retry.decide`` decides; None when the claim was lost."""
+    return _settle([row], exc, decide(task, row, exc, options))
+
+
+def lose(rows: Sequence[Task], detail: str, options: BackendOptions) -> int:
+    """Runs whose worker was lost: READY again, or FAILED after MAX_WORKER_LOSSES losses.
+
+    Callers hold the rows locked or fenced (the claim token of each instance).
+    """
+    changed = 0
+    for row in rows:  # each row's own entry and decision
+        lost = WorkerLost(
+            f"worker {_last(row.worker_ids) or 'unknown'} was lost while running attempt "
+            f"{row.attempts} ({detail}); loss {row.losses + 1} of at most "
+            f"{options.max_worker_losses}."
+        )
+        changed += _settle([row], lost, decide(None, row, lost, options)) is not None
+    return changed
+
+
+def _settle(rows: Sequence[Task], exc: BaseException, decision: Decision) -> str | None:
+    """Store a run that ended without success, as ``decision`` says (see the rules above)."""
+    row = rows[0]
+    running = _fence(rows) & Q(status=S.RUNNING)
+    no_abort = Q(abort_requested_at__isnull=True)
+    errors = as_list(row.errors) if decision.snooze else with_error(row, exc)
+    losses = row.losses + 1 if decision.loss else row.losses
+    if decision.delay is not None:
+        values: dict[str, Any] = {"status": S.READY, "claim_token": None, "losses": losses}
+        if decision.snooze:
+            values["snoozes"] = row.snoozes + 1
+        else:
+            values["errors"] = errors
+        if _update(rows, running & no_abort, {**values, "available_at": _later(decision.delay)}):
+            _remember(rows, **values)
+            row.errors = errors
+            return S.READY
+        # Refused: the claim was lost, or an abort was requested while it ran.
+        aborted = TaskAborted("abort requested while it ran; it did not run again")
+        return _abort(rows, running, [*errors, error_entry(row, aborted)], losses)
+    values = {"status": S.FAILED, "errors": errors, "claim_token": None, "losses": losses}
+    if not _update(rows, running, {**values, "finished_at": DatabaseNow()}):
+        return None
+    _remember(rows, **values)
+    return S.FAILED
+
+
+def abort(row: Task, detail: str) -> str | None:
+    """RUNNING -> ABORTED: its process was killed on an abort request."""
+    return _abort([row], _fence([row]) & Q(status=S.RUNNING), with_error(row, TaskAborted(detail)))
+
+
+def _abort(
+    rows: Sequence[Task], where: Q, errors: list[Any], losses: int | None = None
+) -> str | None:
+    values: dict[str, Any] = {"status": S.ABORTED, "errors": errors, "claim_token": None}
+    if losses is not None:
+        values["losses"] = losses
+    if not _update(rows, where, {**values, "finished_at": DatabaseNow()}):
+        return None
+    _remember(rows, **values)
+    return S.ABORTED
+
+
+def release(rows: Sequence[Task]) -> int:
+    """RUNNING -> READY without charging the attempt (claimed but interrupted: shutdown).
+
+    A row with an abort pending ends ABORTED instead.
+    """
+    if not rows:
+        return 0
+    running = _fence(rows) & Q(status=S.RUNNING)
+    values = {
+        "status": S.READY,
+        "claim_token": None,
+        "attempts": Case(When(attempts__gt=0, then=F("attempts") - 1), default=Value(0)),
+        "worker_ids": _per_row(rows, lambda r: as_list(r.worker_ids)[:-1], "worker_ids"),
+        "available_at": DatabaseNow(),
+    }
+    changed = _update(rows, running & Q(abort_requested_at__isnull=True), values)
+    if changed == len(rows):
+        _remember(
+            rows,
+            status=S.READY,
+            claim_token=None,
+            attempts=lambda r: max(r.attempts - 1, 0),
+            worker_ids=lambda r: as_list(r.worker_ids)[:-1],
+        )
+        return changed
+    # Some were refused: an abort pending (it ends ABORTED), or the claim lost.
+    for row in rows:
+        aborted = TaskAborted("abort requested; it was interrupted before it finished")
+        if _abort([row], _fence([row]) & Q(status=S.RUNNING), with_error(row, aborted)):
+            changed += 1
+    return changed
+
+
+# -- what operators do -------------------------------------------------------------------
+
+
+def cancel(task_id: TaskId, using: str) -> bool:
+    """READY -> CANCELLED: it will never run. False when it is not READY.
+
+    Race-free against a claim: the UPDATE names the state and attempt it read, so
+    exactly one of the two wins.
+    """
+    for _ in range(3):  # a full claim-fail-retry cycle between read and write: read again
+        row = Task.objects.using(using).filter(pk=task_id, status=S.READY).first()
+        if row is None:
+            return False
+        errors = with_error(row, TaskCancelled("cancelled before it ran"))
+        if _update(
+            [row],
+            Q(pk=row.pk, status=S.READY, attempts=row.attempts, snoozes=row.snoozes),
+            {
+                "status": S.CANCELLED,
+                "errors": errors,
+                "claim_token": None,
+                "finished_at": DatabaseNow(),
+            },
+        ):
+            return True
+    return False
+
+
+def request_abort(task_id: TaskId, using: str) -> bool:
+    """Stop a task wherever it is; False when it had already finished.
+
+    A READY task is cancelled; a RUNNING one is flagged and the supervisor of its
+    worker kills the process running it (``runworker`` looks every 0.2 s).
+    """
+    tasks = Task.objects.using(using)
+    for _ in range(3):  # it may move between READY and RUNNING while we ask
+        if cancel(task_id, using):
+            return True
+        flagged = tasks.filter(pk=task_id, status=S.RUNNING)
+        if flagged.filter(abort_requested_at__isnull=True).update(abort_requested_at=DatabaseNow()):
+            return True
+        if flagged.exists():  # flagged already
+            return True
+        if not tasks.filter(pk=task_id, status=S.READY).exists():
+            return False
+    return False
+
+
+def reject(
+    task_id: TaskId,
+    using: str,
+    problem: str,
+    *,
+    errors: object = None,
+    status: str = S.READY,
+    claim_token: object = None,
+) -> bool:
+    """READY (or a claimed RUNNING) -> FAILED with ``InvalidTaskRow``: its content cannot run.
+
+    Works from the primary key alone, so a row that cannot even be loaded fails too;
+    ``errors`` are the row's earlier entries when they could be read, ``claim_token``
+    fences a claimed run.
+    """
+    row = Task(pk=task_id, attempts=0, errors=as_list(errors), worker_ids=[])
+    row._state.db = using
+    if status not in (S.READY, S.RUNNING):  # a finished row has nothing left to run
+        return False
+    where = Q(pk=task_id, status=status)
+    if claim_token is not None:
+        where &= Q(claim_token=claim_token)
+    values = {
+        "status": S.FAILED,
+        "errors": with_error(row, InvalidTaskRow(problem)),
+        "claim_token": None,
+        "finished_at": DatabaseNow(),
+    }
+    return bool(_update([row], where, values))
+
+
+def _last(value: object) -> Any:
+    items = as_list(value)
+    return items[-1] if items else None
