@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import Schedule, Task, Worker
+from .models import LIVE_WORKER_STATUSES, Schedule, Task, Worker
 
 
 @admin.register(Task)
@@ -49,6 +49,13 @@ class WorkerAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
+        """A live worker's row is not deleted: its running task would look orphaned
+        to the reaper and run a second time while the first run goes on."""
+        if obj is not None and obj.status in LIVE_WORKER_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 class ScheduleForm(forms.ModelForm):

@@ -1,11 +1,15 @@
 """``manage.py runworker`` as a real process: pick-up, signals, clean stop."""
 
+import logging
 import signal
+import sys
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from django_tasks_db.management.logging import configure_command_logging
 from django_tasks_db.models import Task, TaskStatus, Worker
+from django_tasks_db.worker import Worker as WorkerLoop
 from tests.processes import stop, wait_until
 from tests.testapp import tasks
 
@@ -96,3 +100,39 @@ def test_postgresql_wakes_idle_workers_at_commit(processes, vendor) -> None:
     print(f"\npickup latency with NOTIFY (poll 30 s): {[round(x, 3) for x in latencies]}")
     assert max(latencies) < 1
     assert stop(worker) == 0
+
+
+def test_a_tasks_module_that_fails_to_import_stops_the_command(
+    tmp_path, monkeypatch, settings
+) -> None:
+    """Before: the child restarted forever. Now the command stops with the error."""
+    app = tmp_path / "broken_tasks_app"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "tasks.py").write_text(
+        'from django.tasks import task\n\n\n@task(queue_name="nosuch")\ndef job():\n    pass\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "broken_tasks_app"]
+    try:
+        with pytest.raises(CommandError, match=r"Importing the task modules failed.*nosuch"):
+            call_command("runworker", "--burst", verbosity=0)
+    finally:
+        sys.modules.pop("broken_tasks_app.tasks", None)
+        sys.modules.pop("broken_tasks_app", None)
+
+
+def test_one_log_line_per_run(caplog) -> None:
+    """What became of the run, why, and when it runs next, in one line; Django's own
+    started/finished lines are not repeated."""
+    ok = tasks.add.enqueue(1, 2)
+    retried = tasks.fail_then_succeed.enqueue("log-line")
+    with caplog.at_level(logging.INFO):
+        configure_command_logging(1)
+        WorkerLoop(burst=True, max_tasks=2).run()
+    runs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Task ")]
+    assert len([line for line in runs if ok.id in line]) == 1
+    assert any(f"{ok.id} tests.testapp.tasks.add attempt 1: SUCCESSFUL" in line for line in runs)
+    (line,) = [line for line in runs if retried.id in line]
+    assert "retry, runs again at" in line and "(RuntimeError: attempt 1 fails)" in line
+    assert not [r for r in caplog.records if r.name == "django.tasks"]

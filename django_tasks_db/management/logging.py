@@ -19,3 +19,14 @@ def configure_command_logging(verbosity: int) -> None:
         )
         logger.addHandler(handler)
     logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+    # The worker logs one line per run (what became of it, why, when it runs next);
+    # Django's own "Task ... started/finished" lines would say it twice, in another
+    # format. Their signal receivers still run; only those two lines are dropped.
+    tasks_logger = logging.getLogger("django.tasks")
+    if not any(isinstance(f, _DjangoRunLines) for f in tasks_logger.filters):
+        tasks_logger.addFilter(_DjangoRunLines())
+
+
+class _DjangoRunLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName not in {"log_task_started", "log_task_finished"}
