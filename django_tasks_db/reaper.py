@@ -44,23 +44,26 @@ class Reaper:
     """Watches the heartbeats of every live worker for one loop, and reaps.
 
     The loop reports each round trip to the database: ``in_touch()`` after one that
-    worked, ``out_of_touch()`` after one that failed. A gap of more than half of
-    WORKER_DEAD_AFTER between two good round trips (a hang, a lock wait, a paused
-    process) counts as being out of touch too. Being out of touch forgets what was
-    watched; ``reap()`` then judges only what it has watched since.
+    worked, ``out_of_touch()`` after one that failed. A gap between two good round
+    trips longer than halfway from HEARTBEAT_INTERVAL to WORKER_DEAD_AFTER (a hang, a
+    lock wait, a paused process) counts as being out of touch too: longer than any
+    healthy loop's pause, shorter than the silence that condemns a worker. Being out
+    of touch forgets what was watched; ``reap()`` then judges only what it has
+    watched since.
     """
 
     def __init__(self, using: str, options: BackendOptions) -> None:
         self.using = using
         self.options = options
         self.dead_after = options.worker_dead_after
+        self.max_gap = (options.heartbeat_interval + options.worker_dead_after) / 2
         self._last_touch: float | None = None
         #: worker pk -> (heartbeat value, monotonic time it was first seen with it)
         self._watched: dict[int, tuple[datetime, float]] = {}
 
     def in_touch(self) -> None:
         now = time.monotonic()
-        if self._last_touch is not None and now - self._last_touch > self.dead_after / 2:
+        if self._last_touch is not None and now - self._last_touch > self.max_gap:
             self._watched.clear()  # a gap: what it saw before may be stale news
         self._last_touch = now
 

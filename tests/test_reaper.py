@@ -127,3 +127,20 @@ def test_a_claim_counts_as_a_heartbeat() -> None:
     claim_next(worker, None, "default")
     worker.refresh_from_db()
     assert worker.last_heartbeat_at > before and worker.current_task is not None
+
+
+def test_a_slow_heartbeat_is_not_mistaken_for_a_gap(monkeypatch) -> None:
+    """HEARTBEAT_INTERVAL 20 s, WORKER_DEAD_AFTER 30 s: a round trip every 20 s is a
+    healthy loop, and a worker silent for 30 s of that watch is still judged."""
+    clock = [1000.0]
+    monkeypatch.setattr("django_tasks_db.reaper.time.monotonic", lambda: clock[0])
+    reaper = Reaper("default", BackendOptions(heartbeat_interval=20.0, worker_dead_after=30.0))
+    worker = WorkerFactory(last_heartbeat_at=timezone.now() - timedelta(hours=1))
+    verdicts = []
+    for _ in range(3):  # watched at 0 s, 20 s, 40 s
+        reaper.in_touch()
+        reaper.reap()
+        worker.refresh_from_db()
+        verdicts.append(worker.status)
+        clock[0] += 20
+    assert verdicts == [Worker.Status.RUNNING, Worker.Status.RUNNING, Worker.Status.DEAD]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -51,26 +52,34 @@ class WorkerAlreadyRunning(Exception):
     """A live worker already uses the requested name."""
 
 
-def live_holder(using: str, name: str, dead_after: float) -> WorkerRow | None:
-    """The live worker row named ``name``, if any: RUNNING or STOPPING with a heartbeat
-    younger than ``dead_after`` by the database's clock, and, on this host, a pid
-    that still exists (a name whose process is gone here is free at once)."""
+def live_holder(
+    using: str, name: str, dead_after: float, *, prefix: bool = False
+) -> WorkerRow | None:
+    """The live worker row named ``name`` (``prefix``: named ``name-N`` or ``name-N.G``,
+    a supervisor's processes), if any: RUNNING or STOPPING with a heartbeat younger
+    than ``dead_after`` by the database's clock, and, on this host, a pid that still
+    exists (a name whose process is gone here is free at once)."""
     fresh = DatabaseNow() - Value(timedelta(seconds=dead_after))
-    row = (
-        WorkerRow.objects.using(using)
-        .filter(name=name, status__in=LIVE_WORKER_STATUSES, last_heartbeat_at__gte=fresh)
-        .first()
+    rows = WorkerRow.objects.using(using).filter(
+        status__in=LIVE_WORKER_STATUSES, last_heartbeat_at__gte=fresh
     )
-    if row is None:
-        return None
-    if row.host == socket.gethostname() and row.pid != os.getpid():
-        try:
-            os.kill(row.pid, 0)
-        except ProcessLookupError:
-            return None  # e.g. `runworker --worker-id X` restarted right after a kill -9
-        except PermissionError:
-            pass
-    return row
+    if prefix:
+        rows = rows.filter(name__regex=rf"^{re.escape(name)}-[0-9]+(\.[0-9]+)?$")
+    else:
+        rows = rows.filter(name=name)
+    return next((row for row in rows if _process_may_live(row)), None)
+
+
+def _process_may_live(row: WorkerRow) -> bool:
+    if row.host != socket.gethostname() or row.pid == os.getpid():
+        return True
+    try:
+        os.kill(row.pid, 0)
+    except ProcessLookupError:
+        return False  # e.g. `runworker --worker-id X` restarted right after a kill -9
+    except PermissionError:
+        pass
+    return True
 
 
 def already_running(row: WorkerRow) -> WorkerAlreadyRunning:

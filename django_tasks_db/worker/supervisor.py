@@ -137,11 +137,9 @@ class Supervisor:
             import_task_modules()
         except Exception as exc:
             raise TaskModulesBroken(f"Importing the task modules failed: {exc!r}") from exc
-        dead_after = self.settings.worker_dead_after
-        for slot in self.slots:
-            holder = live_holder(self.using, f"{self.name}-{slot.number}", dead_after)
-            if holder is not None:
-                raise already_running(holder)
+        holder = live_holder(self.using, self.name, self.settings.worker_dead_after, prefix=True)
+        if holder is not None:
+            raise already_running(holder)
         logger.info(
             "Supervisor %s: %d process(es) on %s (domains: %s).",
             self.name,
