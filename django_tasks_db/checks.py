@@ -2,19 +2,23 @@
 
 Ids: E001 invalid OPTIONS; E002 DATABASE is not a configured alias; E003 the app is
 not installed; E004 the database cannot skip locked rows; W001 SQLite without an
-immediate transaction mode; E010-E015 a schedule declared in OPTIONS['SCHEDULES']
-(see ``code_schedules.check_code_schedules``). The database is only contacted when
-the check run names databases (``migrate``, ``check --database``).
+immediate transaction mode; E005 an installed app's ``tasks`` module fails to import;
+E010-E015 a schedule declared in OPTIONS['SCHEDULES'] (see
+``code_schedules.check_code_schedules``). The database is only contacted when the
+check run names databases (``migrate``, ``check --database``).
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.db import connections
+from django.tasks import task_backends
+from django.utils.module_loading import module_has_submodule
 
 from .conf import BackendOptions
 from .db import skip_locked_problem, sqlite_without_immediate_mode
@@ -76,4 +80,42 @@ def check_backend(
         from .code_schedules import check_code_schedules
 
         messages += check_code_schedules(backend)
+    if _first_database_backend(backend):
+        messages += check_task_modules()
+    return messages
+
+
+def _first_database_backend(backend: DatabaseBackend) -> bool:
+    """Whether ``backend`` is the first DatabaseBackend in TASKS (checks that do not
+    depend on the backend report once, not once per alias)."""
+    from .backend import DatabaseBackend
+
+    first = next((b for b in task_backends.all() if isinstance(b, DatabaseBackend)), None)
+    return first is None or first.alias == backend.alias
+
+
+def check_task_modules() -> list[checks.CheckMessage]:
+    """E005: import the ``tasks`` module of every installed app, as a worker does at start.
+
+    A module that fails to import (say ``@task(queue_name="nosuch")``) would otherwise
+    pass ``check`` and only show when a worker starts. Same modules as
+    ``task_paths.import_task_modules`` (``autodiscover_modules("tasks")``), but every
+    failing one is named, not just the first.
+    """
+    messages: list[checks.CheckMessage] = []
+    for app_config in apps.get_app_configs():
+        name = f"{app_config.name}.tasks"
+        try:
+            import_module(name)
+        except Exception as exc:
+            if not module_has_submodule(app_config.module, "tasks"):
+                continue  # the app has no tasks module: nothing to import
+            messages.append(
+                checks.Error(
+                    f"Task module {name!r} cannot be imported: {type(exc).__name__}: {exc}",
+                    hint="Workers import it when they start and enqueuing needs it. "
+                    f"`manage.py shell -c 'import {name}'` shows the traceback.",
+                    id="django_tasks_db.E005",
+                )
+            )
     return messages

@@ -25,9 +25,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
-#: Wall-time iteration starts this much before the instant asked for: more than
-#: any UTC offset change, so a repeated hour's second pass is never overlooked.
-_LOOKBACK = timedelta(hours=3)
+#: An instant this far after the start has a wall time after the start's whatever the
+#: offsets (they span -12:00 to +14:00), so only offset changes closer than this matter.
+_HORIZON = timedelta(hours=27)
+#: Offsets are sampled this often to find the changes (zones change at most twice a year).
+_SAMPLE = timedelta(minutes=15)
 
 
 class InvalidCron(ValueError):
@@ -72,7 +74,8 @@ class Cron:
 
     def ticks(self, start: datetime) -> Iterator[datetime]:
         """Every tick at or after ``start`` (aware), ascending, each once, in UTC."""
-        wall_start = start.astimezone(self.zone).replace(tzinfo=UTC) - _LOOKBACK
+        start = start.astimezone(UTC)
+        wall_start = start.astimezone(self.zone).replace(tzinfo=UTC) - self._lookback(start)
         walls = croniter(self.expression, wall_start - timedelta(microseconds=1))
         pending: list[datetime] = []  # a min-heap: second passes run later than their wall time
         last: datetime | None = None
@@ -126,10 +129,42 @@ class Cron:
             return [earlier]
         if earlier < later:  # repeated: PEP 495 gives the first pass fold=0
             return [earlier, later] if self.every_hour else [earlier]
-        return [self._gap_end(later, earlier)]  # skipped: fold=0 lands after the gap
+        return [self._transition(later, earlier)]  # skipped: fold=0 lands after the gap
 
-    def _gap_end(self, low: datetime, high: datetime) -> datetime:
-        """The instant the clock jumped, found between two instants around it."""
+    def _lookback(self, start: datetime) -> timedelta:
+        """How far before ``start``'s wall time the walk must begin; zero unless the
+        offset changes soon.
+
+        A tick at or after ``start`` can have an earlier wall time than ``start`` only
+        when the offset drops (the second pass of a repeated hour) or when it lies in a
+        gap whose end is the tick. For a change at instant ``c`` from offset ``a`` to
+        ``b``, those wall times are at least ``c + min(a, b)``; the walk starts early
+        enough for the earliest of them, and no earlier: an every-second schedule must
+        not enumerate hours of wall times for each tick.
+        """
+        offset = self._offset(start)
+        lookback = timedelta(0)
+        before = start - timedelta(microseconds=1)  # catches a change exactly at ``start``
+        previous_offset = self._offset(before)
+        while before < start + _HORIZON:
+            after = before + _SAMPLE
+            next_offset = self._offset(after)
+            if next_offset != previous_offset:
+                change = self._transition(before, after)
+                lowest = min(previous_offset, next_offset)
+                lookback = max(lookback, offset - lowest - (change - start))
+                previous_offset = next_offset
+            before = after
+        return lookback
+
+    def _offset(self, instant: datetime) -> timedelta:
+        offset = instant.astimezone(self.zone).utcoffset()
+        assert offset is not None  # a ZoneInfo always has one
+        return offset
+
+    def _transition(self, low: datetime, high: datetime) -> datetime:
+        """When the clock jumped: the first whole second in ``(low, high]`` with ``high``'s
+        offset (one change at most lies between them)."""
         offset_after = high.astimezone(self.zone).utcoffset()
         lo, hi = int(low.timestamp()), int(high.timestamp())
         while lo < hi:

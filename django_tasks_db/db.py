@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
 
@@ -124,19 +124,28 @@ def discard_open_transactions() -> list[str]:
 
 
 def database_reachable(using: str) -> bool:
-    """Whether a fresh round trip to the database works (after a failed write).
+    """Whether the database still answers, after a write failed.
 
-    Tells an outage (keep retrying) from a write the database refuses (stop).
+    Tells an outage (keep retrying, or let the loop reconnect) from a write the
+    database refuses (that row's fault). A broken connection is replaced first,
+    unless a transaction holds it; one that fails here is dropped, so the next try
+    connects afresh.
     """
     connection = connections[using]
     try:
-        connection.close()
+        if (
+            connection.connection is not None
+            and not connection.in_atomic_block
+            and not connection.is_usable()
+        ):
+            connection.close()
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        return True
-    except (OperationalError, InterfaceError):
-        connection.close()
+    except DatabaseError:
+        if not connection.in_atomic_block:
+            connection.close()
         return False
+    return True
 
 
 def is_deadlock(exc: BaseException) -> bool:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import MISSING, fields, replace
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.core.exceptions import ValidationError
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
-from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 
-from .exceptions import ResultTimeout
+from .exceptions import ResultTimeout, UnknownTaskPath
 from .task_paths import resolve_task
 
 if TYPE_CHECKING:
@@ -29,23 +30,124 @@ _DJANGO_STATUS = {
 }
 
 
+def stand_in_task(row: TaskRow) -> DjangoTask:
+    """A Task for a row whose path no longer resolves (a task renamed or removed in a
+    deploy), so that its old results stay readable through Django's API.
+
+    Its ``module_path`` and ``name`` still say what the row names; calling it raises
+    ``UnknownTaskPath``. Built without validation: a stand-in only reads.
+    """
+    from .backend import DatabaseTask  # the backend module imports this one
+
+    path = str(row.task_path)
+    module, _, name = path.rpartition(".")
+
+    def stand_in(*args: Any, **kwargs: Any) -> NoReturn:
+        raise UnknownTaskPath(
+            f"{path!r} no longer names a task (renamed or removed?); this stand-in only "
+            "reads its old results and cannot run."
+        )
+
+    # Django wants a module-level function: give it the row's module and name.
+    stand_in.__module__ = module or __name__
+    stand_in.__name__ = stand_in.__qualname__ = name or "missing_task"
+    stand_in.stand_in_for = path  # type: ignore[attr-defined]  # see is_stand_in
+    return _build_unvalidated(DatabaseTask, func=stand_in)
+
+
+def is_stand_in(task: DjangoTask) -> bool:
+    """Whether ``task`` stands in for a path that no longer resolves."""
+    return hasattr(task.func, "stand_in_for")
+
+
+def _build_unvalidated(cls: type[DjangoTask], **values: Any) -> DjangoTask:
+    """An instance of the frozen Task dataclass ``cls`` without ``__post_init__``'s
+    validation; fields not given take their defaults."""
+    task = object.__new__(cls)
+    for f in fields(cls):
+        if f.name in values:
+            value = values[f.name]
+        elif f.default is not MISSING:
+            value = f.default
+        else:
+            assert f.default_factory is not MISSING, f"{cls.__name__}.{f.name} has no default"
+            value = f.default_factory()
+        object.__setattr__(task, f.name, value)
+    return task
+
+
 def task_for_row(row: TaskRow, task: DjangoTask | None = None) -> DjangoTask:
-    """The Task a row was enqueued from, with the row's queue, priority and run_after."""
-    task = task if task is not None else resolve_task(row.task_path)
-    return replace(
-        task,
-        priority=row.priority,
-        queue_name=row.queue_name,
-        run_after=row.run_after,
-        backend=row.backend_name,
+    """The Task a row was enqueued from, with the row's queue, priority and run_after.
+
+    A path that no longer resolves gets a stand-in (``stand_in_task``); a placement
+    that is no longer valid (a queue since removed from ``QUEUES``, a renamed backend)
+    is kept as stored: a result is read, not enqueued, so an old row must stay readable.
+    """
+    if task is None:
+        try:
+            task = resolve_task(row.task_path)
+        except UnknownTaskPath:
+            task = stand_in_task(row)
+    placement: dict[str, Any] = {
+        "priority": row.priority,
+        "queue_name": row.queue_name,
+        "run_after": row.run_after,
+        "backend": row.backend_name,
+    }
+    if not is_stand_in(task):
+        try:
+            return replace(task, **placement)
+        except (InvalidTask, InvalidTaskBackend):
+            pass
+    return _build_unvalidated(
+        type(task), **{f.name: getattr(task, f.name) for f in fields(task)} | placement
     )
 
 
+def _text(value: object) -> str:
+    """A stored JSON value as text: strings as they are, anything else as JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _errors(stored: object) -> list[TaskError]:
+    """The ``errors`` column as ``TaskError``s, reading what a tampered value still says.
+
+    An entry is ``{"exception_class_path": ..., "traceback": ...}``; a missing key reads
+    as "", an entry that is not an object as its traceback, a column that is not a list
+    as one entry (object or string) or none.
+    """
+    if isinstance(stored, list):
+        entries = stored
+    elif isinstance(stored, dict | str):
+        entries = [stored]
+    else:
+        entries = []
+    errors = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            path, traceback = entry.get("exception_class_path"), entry.get("traceback")
+        else:
+            path, traceback = None, entry
+        errors.append(TaskError(exception_class_path=_text(path), traceback=_text(traceback)))
+    return errors
+
+
+def _worker_ids(stored: object) -> list[str]:
+    """The ``worker_ids`` column as a list of names, whatever a tampered value holds."""
+    if isinstance(stored, list):
+        return [_text(name) for name in stored]
+    return [stored] if isinstance(stored, str) else []
+
+
 def row_to_result(row: TaskRow, task: DjangoTask | None = None) -> TaskResult:
+    """Django's ``TaskResult`` for a row. Never raises for a path that no longer
+    resolves or for tampered ``errors``/``worker_ids``: old results stay readable."""
     result: TaskResult = TaskResult(
         task=task_for_row(row, task),
         id=str(row.id),
-        status=_DJANGO_STATUS[row.status],
+        status=_DJANGO_STATUS.get(row.status, TaskResultStatus.FAILED),
         enqueued_at=row.enqueued_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -53,11 +155,8 @@ def row_to_result(row: TaskRow, task: DjangoTask | None = None) -> TaskResult:
         args=row.args,
         kwargs=row.kwargs,
         backend=row.backend_name,
-        errors=[
-            TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
-            for e in row.errors
-        ],
-        worker_ids=list(row.worker_ids),
+        errors=_errors(row.errors),
+        worker_ids=_worker_ids(row.worker_ids),
     )
     if row.status == "SUCCESSFUL":
         object.__setattr__(result, "_return_value", row.return_value)

@@ -5,12 +5,19 @@
 due (at most a heartbeat interval, so admin edits are noticed and dead workers
 reaped), and ``runscheduler`` is a thin command around that.
 
-Exactly once with N schedulers: each due schedule is handled in one transaction
-that locks its row (skip locked: another scheduler is on it), inserts a
+Exactly once with N schedulers: each due schedule is planned first, outside any
+lock (which ticks run, when the next one is due: cron arithmetic, the slow part).
+Then one short transaction locks its row (skip locked: another scheduler is on
+it), checks that the row is still the one the plan was made from, inserts a
 ``ScheduleTick`` keyed by (schedule, tick) and enqueues the task through the
 backend, then moves ``next_run_at`` on. The row lock saves wasted work; the unique
 key is the guarantee: whoever inserts a tick second gets an IntegrityError, rolls
 back that tick's savepoint and carries on.
+
+One bad schedule hurts only itself: a failure is logged, kept in ``last_error``,
+and the schedule moves past the tick (or, when no next tick can be computed, out
+of the due set until it is fixed and saved); the other schedules keep firing. An
+unreachable database is not a schedule's fault and goes to the loop's reconnect.
 """
 
 from __future__ import annotations
@@ -20,20 +27,29 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.db.models import Min, QuerySet
+from django.tasks import Task as DjangoTask
+from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
 from .backend import database_backend
 from .code_schedules import SyncReport, sync_code_schedules
-from .cron import Cron
-from .db import Reconnect, locking_transaction
+from .cron import Cron, InvalidCron
+from .db import Reconnect, database_reachable, locking_transaction
 from .models import MissedPolicy, Schedule, ScheduleTick
 from .reaper import Reaper
 from .task_paths import import_task_modules
 
 logger = logging.getLogger("django_tasks_db.scheduler")
+
+#: Consecutive transient database errors (lock timeout, deadlock, a connection lost
+#: while the server still answers) a schedule may hit before its tick is given up.
+TRANSIENT_ATTEMPTS = 3
+#: ``Schedule.last_error`` keeps at most this many characters.
+ERROR_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,7 @@ class Scheduler:
         self.using = self.backend.database
         self.once = once
         self._stop = threading.Event()
+        self._transient_failures: dict[int, int] = {}  # schedule pk -> in a row
 
     def request_stop(self) -> None:
         """Stop after the current tick (thread- and signal-safe)."""
@@ -108,28 +125,35 @@ class Scheduler:
         )
 
     def _run_schedule(self, pk: int, name: str, now: datetime) -> None:
+        """Plan one schedule outside the lock, then write it; a failure stays with it."""
+        planned_from: datetime | None = None
+        next_run_at: datetime | None = None  # where a failure leaves it (None: not due)
+        previous_error = ""
         try:
-            with locking_transaction(self.using):
-                schedule = (
-                    self._schedules()
-                    .filter(pk=pk, next_run_at__lte=now)
-                    .select_for_update(skip_locked=True)
-                    .first()
-                )
-                if schedule is None:  # another scheduler has it, or has done it
-                    return
-                self._enqueue_due(schedule, now)
-        except DatabaseError:
-            raise
+            schedule = self._schedules().filter(pk=pk, next_run_at__lte=now).first()
+            if schedule is None:  # another scheduler has done it meanwhile
+                return
+            planned_from, previous_error = schedule.next_run_at, schedule.last_error
+            cron = schedule.get_cron()
+            next_run_at = cron.next_after(now)
+            decided = self._plan(schedule, cron, now)
+            task = schedule.get_task() if decided.runs else None
+            self._write(schedule, decided, task, now)
+            self._transient_failures.pop(pk, None)
+        except DatabaseError as exc:
+            if not database_reachable(self.using):
+                raise  # an outage, not this schedule's fault: the loop reconnects
+            if isinstance(exc, OperationalError) and self._retry_later(pk, name, exc):
+                return
+            self._fail(pk, name, planned_from, next_run_at, now, exc, previous_error)
         except Exception as exc:  # a schedule that cannot run must not stop the others
-            logger.error("Schedule %s failed at %s: %s", name, now.isoformat(), exc, exc_info=exc)
-            self._skip_past(pk, now)
+            self._fail(pk, name, planned_from, next_run_at, now, exc, previous_error)
 
-    def _enqueue_due(self, schedule: Schedule, now: datetime) -> None:
-        cron = schedule.get_cron()
+    def _plan(self, schedule: Schedule, cron: Cron, now: datetime) -> Plan:
+        assert schedule.next_run_at is not None  # it was due
         decided = plan(
             cron,
-            schedule.next_run_at or now,
+            schedule.next_run_at,
             now,
             policy=schedule.missed_policy,
             catchup_window=schedule.catchup_window,
@@ -139,40 +163,101 @@ class Scheduler:
             logger.warning(
                 "Schedule %s missed ticks since %s (%s); running %d tick(s) now.",
                 schedule.name,
-                schedule.next_run_at.isoformat() if schedule.next_run_at else "?",
+                schedule.next_run_at.isoformat(),
                 schedule.get_missed_policy_display(),
                 len(decided.runs),
             )
-        task = schedule.get_task() if decided.runs else None
-        for scheduled_at, catch_up in decided.runs:
-            try:
-                with transaction.atomic(using=self.using):  # a savepoint per tick
-                    tick = ScheduleTick.objects.using(self.using).create(
-                        schedule=schedule,
-                        scheduled_at=scheduled_at,
-                        enqueued_at=now,
-                        catch_up=catch_up,
-                    )
-                    assert task is not None
-                    result = task.enqueue(*schedule.args, **schedule.kwargs)
-                    ScheduleTick.objects.using(self.using).filter(pk=tick.pk).update(
-                        task_id=result.id
-                    )
-            except IntegrityError:
-                logger.debug("Tick %s of %s was enqueued elsewhere.", scheduled_at, schedule.name)
-                continue
-            logger.info("Schedule %s: enqueued %s for %s.", schedule.name, result.id, scheduled_at)
-        schedule.next_run_at = decided.next_run_at
-        if decided.runs:
-            schedule.last_run_at = decided.runs[-1][0]
-        schedule.save(using=self.using, update_fields=["next_run_at", "last_run_at"])
+        return decided
 
-    def _skip_past(self, pk: int, now: datetime) -> None:
-        """Move a failing schedule past ``now``, so it fails once per tick, not in a loop."""
-        schedule = Schedule.objects.using(self.using).filter(pk=pk).first()
-        if schedule is not None:
-            schedule.next_run_at = schedule.get_cron().next_after(now)
-            schedule.save(using=self.using, update_fields=["next_run_at"])
+    def _write(
+        self, schedule: Schedule, decided: Plan, task: DjangoTask | None, now: datetime
+    ) -> None:
+        """The only part under the lock: insert the planned ticks, enqueue, move on."""
+        with locking_transaction(self.using):
+            locked = (
+                self._schedules().filter(pk=schedule.pk).select_for_update(skip_locked=True).first()
+            )
+            if locked is None or _plan_inputs(locked) != _plan_inputs(schedule):
+                # Another scheduler has it or moved it on, or an operator edited it
+                # since the plan was made: the next pass plans again from what is there.
+                return
+            for scheduled_at, catch_up in decided.runs:
+                assert task is not None
+                try:
+                    with transaction.atomic(using=self.using):  # a savepoint per tick
+                        tick = ScheduleTick.objects.using(self.using).create(
+                            schedule=schedule,
+                            scheduled_at=scheduled_at,
+                            enqueued_at=now,
+                            catch_up=catch_up,
+                        )
+                        result = task.enqueue(*schedule.args, **schedule.kwargs)
+                        ScheduleTick.objects.using(self.using).filter(pk=tick.pk).update(
+                            task_id=result.id
+                        )
+                except IntegrityError:
+                    logger.debug(
+                        "Tick %s of %s was enqueued elsewhere.", scheduled_at, schedule.name
+                    )
+                    continue
+                logger.info(
+                    "Schedule %s: enqueued %s for %s.", schedule.name, result.id, scheduled_at
+                )
+            run_state: dict[str, Any] = {"next_run_at": decided.next_run_at, "last_error": ""}
+            if decided.runs:
+                run_state["last_run_at"] = decided.runs[-1][0]
+            # update(), not save(): a row that fails validation must still move on.
+            Schedule.objects.using(self.using).filter(pk=schedule.pk).update(**run_state)
+
+    def _retry_later(self, pk: int, name: str, exc: DatabaseError) -> bool:
+        """Leave a tick that hit a transient error due, a few times in a row."""
+        failures = self._transient_failures.get(pk, 0) + 1
+        if failures >= TRANSIENT_ATTEMPTS:
+            self._transient_failures.pop(pk, None)
+            return False
+        self._transient_failures[pk] = failures
+        logger.warning("Schedule %s hit a database error (%s); trying again.", name, exc)
+        return True
+
+    def _fail(
+        self,
+        pk: int,
+        name: str,
+        planned_from: datetime | None,
+        next_run_at: datetime | None,
+        now: datetime,
+        exc: BaseException,
+        previous_error: str = "",
+    ) -> None:
+        """Record why a schedule could not run and move it past ``now``.
+
+        Without a next tick (an invalid cron or time zone) it leaves the due set:
+        ``next_run_at`` stays empty until someone fixes the schedule and saves it,
+        which re-arms it. Only the row the plan started from is changed, so a
+        schedule another scheduler or an operator has moved meanwhile is left alone.
+        A failure that repeats the last one is logged in one line: an every-second
+        schedule whose task was removed must not fill the log with tracebacks.
+        """
+        self._transient_failures.pop(pk, None)
+        why = f"{type(exc).__name__}: {exc}"
+        explained = isinstance(exc, InvalidCron | InvalidTask)  # the message says it all
+        again = why in previous_error
+        if next_run_at is None:
+            why += " (not scheduled until it is fixed and saved)"
+            message = "Schedule %s cannot run and will not run until it is fixed and saved: %s"
+            args: tuple[object, ...] = (name, exc)
+        else:
+            message = "Schedule %s failed at %s; next run at %s: %s"
+            args = (name, now.isoformat(), next_run_at.isoformat(), exc)
+        if again:
+            logger.warning(message, *args)
+        else:
+            logger.error(message, *args, exc_info=None if explained else exc)
+        rows = Schedule.objects.using(self.using).filter(pk=pk, next_run_at__lte=now)
+        if planned_from is not None:
+            rows = rows.filter(next_run_at=planned_from)
+        reason = f"{now.isoformat(timespec='seconds')}: {why}"
+        rows.update(next_run_at=next_run_at, last_error=reason[:ERROR_LIMIT])
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -211,3 +296,19 @@ class Scheduler:
         if next_due is not None:
             wait = min(wait, (next_due - timezone.now()).total_seconds())
         return max(wait, 0.0)
+
+
+def _plan_inputs(schedule: Schedule) -> tuple[object, ...]:
+    """What a plan and its enqueues were made from: a change makes the plan stale."""
+    return (
+        schedule.next_run_at,
+        schedule.cron,
+        schedule.timezone,
+        schedule.missed_policy,
+        schedule.catchup_window,
+        schedule.task_path,
+        schedule.args,
+        schedule.kwargs,
+        schedule.queue_name,
+        schedule.priority,
+    )

@@ -46,9 +46,9 @@ def resolve_task(path: str) -> Task:
             )
         try:
             module = import_module(module_name)
-        except ImportError as exc:
+        except Exception as exc:  # ImportError, or whatever the module raises at import
             raise UnknownTaskPath(
-                f"{path!r}: module {module_name!r} cannot be imported: {exc}"
+                f"{path!r}: module {module_name!r} cannot be imported: {exc!r}"
             ) from exc
     obj = getattr(module, attribute, None)
     if not isinstance(obj, Task):

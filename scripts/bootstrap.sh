@@ -39,6 +39,13 @@ _ensure_mysql_headers() {
   fi
 }
 
+# The distribution was called django_tasks_db, the name of another project on the
+# package index: drop that install (it has the same import name) from older venvs.
+_drop_old_distribution() {
+  "$VENV/bin/python" -m pip show django_tasks_db >/dev/null 2>&1 || return 0
+  "$VENV/bin/python" -m pip uninstall --disable-pip-version-check -y django_tasks_db
+}
+
 _bootstrap() {
   if [ ! -x "$VENV/bin/python" ] || ! _is_py312 "$VENV/bin/python"; then
     local python
@@ -49,9 +56,10 @@ _bootstrap() {
   local stamp="$VENV/.installed-${EXTRAS//,/-}"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     [[ ",$EXTRAS," == *",mysql,"* ]] && { _ensure_mysql_headers || return 1; }
-    echo "Installing django_tasks_db[$EXTRAS] into $VENV (log: $VENV/pip.log)..." >&2
+    echo "Installing django-tasks-dbqueue[$EXTRAS] into $VENV (log: $VENV/pip.log)..." >&2
     if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
-           && "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[$EXTRAS]"
+           && "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[$EXTRAS]" \
+           && _drop_old_distribution
          } >"$VENV/pip.log" 2>&1; then
       tail -n 30 "$VENV/pip.log" >&2
       return 1

@@ -5,6 +5,7 @@ from itertools import islice, pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
 
 from django_tasks_db.cron import Cron, InvalidCron, parse_zone, validate_expression
 
@@ -124,3 +125,71 @@ class TestRepeatedHour:
         cron = Cron("30 1 * * *", "America/New_York")
         ticks = list(islice(cron.ticks(datetime(2026, 10, 31, 12, tzinfo=UTC)), 2))
         assert local(ticks, NEW_YORK) == ["11-01 01:30:00-0400", "11-02 01:30:00-0500"]
+
+
+class TestShortLookBack:
+    """Ticks start their walk at the start's wall time, earlier only when the offset changes
+    soon, and only as far as that change needs: an every-second schedule must not step
+    through hours of wall times for each tick (the scheduler asks for ticks every second)."""
+
+    @pytest.fixture
+    def steps(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        """How many wall times croniter produced."""
+        counter = [0]
+        original = croniter.get_next
+
+        def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            counter[0] += 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(croniter, "get_next", counting)
+        return counter
+
+    @pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York"])
+    def test_every_second_far_from_a_change_takes_a_step_per_tick(self, zone, steps) -> None:
+        cron = Cron("* * * * * *", zone)
+        start = datetime(2026, 6, 1, 12, tzinfo=UTC)
+        steps[0] = 0
+        ticks = list(cron.between(start, start + timedelta(seconds=4)))
+        assert cron.next_after(start) == start + timedelta(seconds=1)
+        assert len(ticks) == 5
+        assert steps[0] <= 10  # a three-hour look-back took 21,600
+
+    def test_before_a_repeated_hour_it_looks_back_only_as_far_as_needed(self, steps) -> None:
+        cron = Cron("* * * * * *", "Europe/Berlin")
+        first_pass = datetime(2026, 10, 25, 2, 50, tzinfo=BERLIN)  # 10 minutes before 03:00
+        steps[0] = 0
+        ticks = list(islice(cron.ticks(first_pass), 600 + 3000 + 1))
+        assert local(ticks[599:601], BERLIN) == ["10-25 02:59:59+0200", "10-25 02:00:00+0100"]
+        assert all(b - a == timedelta(seconds=1) for a, b in pairwise(ticks))
+        assert steps[0] <= 50 * 60 + 3000 + 10  # back to 02:00, not to 23:50
+
+    @pytest.mark.parametrize(
+        "expression", ["*/30 * * * *", "30 2 * * *", "15,45 1-3 * * *", "*/7 * * * * 13"]
+    )
+    @pytest.mark.parametrize(
+        ("zone", "change"),
+        [
+            ("Europe/Berlin", datetime(2026, 3, 29, 1, tzinfo=UTC)),
+            ("Europe/Berlin", datetime(2026, 10, 25, 1, tzinfo=UTC)),
+            ("America/New_York", datetime(2026, 11, 1, 6, tzinfo=UTC)),
+            ("Australia/Lord_Howe", datetime(2026, 4, 4, 15, tzinfo=UTC)),  # 30 minutes back
+        ],
+    )
+    def test_the_same_ticks_as_a_three_hour_look_back(self, expression, zone, change) -> None:
+        class ThreeHours(Cron):
+            def _lookback(self, start: datetime) -> timedelta:
+                return timedelta(hours=3)
+
+        short, long = Cron(expression, zone), ThreeHours(expression, zone)
+        for seconds in [*range(-3 * 3600, 3 * 3600, 599), -1, 0, 1]:
+            start = change + timedelta(seconds=seconds)
+            assert list(islice(short.ticks(start), 8)) == list(islice(long.ticks(start), 8))
+
+    def test_a_start_at_the_end_of_a_long_gap_gets_the_gap_s_tick(self) -> None:
+        """Samoa skipped 2011-12-30 (a 24-hour gap): 02:30 that day runs when the clock
+        jumps, even asked for from exactly that instant (three hours back missed it)."""
+        apia = ZoneInfo("Pacific/Apia")
+        gap_end = datetime(2011, 12, 31, tzinfo=apia)
+        ticks = list(islice(Cron("30 2 * * *", "Pacific/Apia").ticks(gap_end), 2))
+        assert local(ticks, apia) == ["12-31 00:00:00+1400", "12-31 02:30:00+1400"]

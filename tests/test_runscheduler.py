@@ -74,3 +74,62 @@ def test_three_schedulers_enqueue_every_tick_exactly_once(processes, tmp_path: P
         f"\nschedulers=3 ticks={len(ticks)} tasks={tasks.count()} duplicates={duplicates} "
         f"span={ticks[-1] - ticks[0]} per-scheduler={by_process}"
     )
+
+
+TAMPERED = {"bad-cron": {"cron": "not a cron"}, "bad-zone": {"timezone": "Mars/Olympus"}}
+
+
+def tampered_next_to_every_second() -> tuple[Schedule, list[Schedule]]:
+    """A valid every-second schedule, due now, and schedules whose timing was tampered with."""
+    due = timezone.now() - timedelta(seconds=2)
+    good = ScheduleFactory(name="good", cron="* * * * * *", next_run_at=due)
+    bad = []
+    for name, tamper in TAMPERED.items():
+        schedule = ScheduleFactory(name=name, cron="* * * * * *", next_run_at=due)
+        Schedule.objects.filter(pk=schedule.pk).update(**tamper)  # bypasses validation
+        bad.append(schedule)
+    return good, bad
+
+
+def assert_left_the_due_set(bad: list[Schedule]) -> None:
+    for schedule in bad:
+        schedule.refresh_from_db()
+        assert schedule.next_run_at is None and "InvalidCron" in schedule.last_error
+        assert not schedule.ticks.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_once_with_tampered_schedules_runs_the_others_and_exits_0(
+    processes, tmp_path: Path
+) -> None:
+    good, bad = tampered_next_to_every_second()
+    assert processes("runscheduler", "--once", "-v", "1").wait(60) == 0
+    assert good.ticks.count() >= 2
+    assert_left_the_due_set(bad)
+    log = (tmp_path / "0.log").read_text()
+    assert all(f"Schedule {name} cannot run" in log for name in TAMPERED)
+
+    for schedule in bad:  # an operator fixes them; save() validates and re-arms
+        schedule.refresh_from_db()
+        schedule.cron, schedule.timezone = "* * * * * *", "UTC"
+        schedule.save()
+        assert schedule.next_run_at is not None and schedule.last_error
+    last_due = max(schedule.next_run_at for schedule in bad)  # type: ignore[type-var]
+    wait_until(lambda: timezone.now() >= last_due, timeout=5)
+    assert processes("runscheduler", "--once", "-v", "1").wait(60) == 0
+    for schedule in bad:
+        schedule.refresh_from_db()
+        assert schedule.ticks.exists() and schedule.last_error == ""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_keeps_firing_next_to_tampered_schedules(processes) -> None:
+    good, bad = tampered_next_to_every_second()
+    scheduler = processes("runscheduler", "-v", "1")
+    wait_until(lambda: good.ticks.count() >= 4 or scheduler.poll() is not None, timeout=30)
+    assert scheduler.poll() is None, "runscheduler exited"
+    assert stop(scheduler, signal.SIGTERM) == 0
+    assert_left_the_due_set(bad)
+    assert Task.objects.count() == ScheduleTick.objects.count() >= 4
