@@ -3,6 +3,8 @@
 Schedules are editable; their form validates through the model.
 """
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
@@ -92,10 +94,21 @@ class ScheduleAdmin(admin.ModelAdmin):
         "last_run_at",
         "missed_policy",
         "defined_in_code",
+        "problem",
     ]
     list_filter = ["enabled", "defined_in_code", "backend_name"]
     search_fields = ["name", "task_path"]
-    readonly_fields = ["next_run_at", "last_run_at", "defined_in_code"]
+    readonly_fields = ["next_run_at", "last_run_at", "defined_in_code", "last_error"]
+
+    def get_fields(self, request: HttpRequest, obj: Schedule | None = None) -> list[Any]:
+        """Why the scheduler could not run it comes first, when it could not."""
+        fields = [f for f in super().get_fields(request, obj) if f != "last_error"]
+        return ["last_error", *fields] if obj is not None and obj.last_error else fields
+
+    @admin.display(description="Last error")
+    def problem(self, obj: Schedule) -> str:
+        """The scheduler's last error, shortened for the list (whole on the page)."""
+        return obj.last_error if len(obj.last_error) <= 80 else obj.last_error[:79] + "…"
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)

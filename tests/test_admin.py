@@ -2,7 +2,7 @@
 
 import pytest
 
-from django_tasks_db.models import Worker
+from django_tasks_db.models import Schedule, Worker
 from tests.factories import WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,3 +35,15 @@ def test_bulk_delete_refuses_a_batch_with_a_live_worker(admin_client) -> None:
     assert Worker.objects.count() == 2
     assert delete(dead) == 302
     assert list(Worker.objects.values_list("pk", flat=True)) == [live.pk]
+
+
+def test_a_schedule_that_cannot_run_shows_why(admin_client) -> None:
+    from tests.factories import ScheduleFactory
+
+    schedule = ScheduleFactory()
+    Schedule.objects.filter(pk=schedule.pk).update(
+        cron="not a cron", next_run_at=None, last_error="'not a cron' has 3 fields; use 5"
+    )
+    listing = admin_client.get("/admin/django_tasks_db/schedule/")
+    page = admin_client.get(f"/admin/django_tasks_db/schedule/{schedule.pk}/change/")
+    assert b"has 3 fields; use 5" in listing.content and b"has 3 fields; use 5" in page.content
