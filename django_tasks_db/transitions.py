@@ -236,7 +236,7 @@ def fail(
 ) -> str | None:
     """End a run that raised ``exc`` (or hit its time limit, or lost its worker), as
     ``retry.decide`` decides; None when the claim was lost."""
-    return _settle([row], exc, decide(task, row, exc, options))
+    return _settle(row, exc, decide(task, row, exc, options))
 
 
 def lose(rows: Sequence[Task], detail: str, options: BackendOptions) -> int:
@@ -251,13 +251,13 @@ def lose(rows: Sequence[Task], detail: str, options: BackendOptions) -> int:
             f"{row.attempts} ({detail}); loss {row.losses + 1} of at most "
             f"{options.max_worker_losses}."
         )
-        changed += _settle([row], lost, decide(None, row, lost, options)) is not None
+        changed += _settle(row, lost, decide(None, row, lost, options)) is not None
     return changed
 
 
-def _settle(rows: Sequence[Task], exc: BaseException, decision: Decision) -> str | None:
+def _settle(row: Task, exc: BaseException, decision: Decision) -> str | None:
     """Store a run that ended without success, as ``decision`` says (see the rules above)."""
-    row = rows[0]
+    rows = [row]
     running = _fence(rows) & Q(status=S.RUNNING)
     no_abort = Q(abort_requested_at__isnull=True)
     errors = as_list(row.errors) if decision.snooze else with_error(row, exc)
