@@ -1,6 +1,7 @@
 """The django.tasks side: enqueue in the caller's transaction, results, bad input."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -33,7 +34,9 @@ def test_enqueue_writes_a_ready_row() -> None:
     assert row.task_path == "tests.testapp.tasks.send_email"
     assert (row.queue_name, row.priority, row.status) == ("emails", 5, TaskStatus.READY)
     assert (row.args, row.kwargs) == (["a@example.com"], {"subject": "hi"})
-    assert row.available_at == row.enqueued_at and row.run_after is None
+    # Due at once by the database's clock (enqueued_at is the caller's: informational).
+    assert abs(row.available_at - row.enqueued_at) < timedelta(seconds=5)
+    assert row.run_after is None
     assert (row.max_attempts, row.timeout) == (1, None)
     assert result.status == TaskResultStatus.READY and result.enqueued_at == row.enqueued_at
 
@@ -246,3 +249,12 @@ def test_waiting_for_a_finished_result_returns_it() -> None:
     Task.objects.filter(pk=result.id).update(status=TaskStatus.SUCCESSFUL, return_value=3)
     assert default_task_backend.wait_for_result(result.id, timeout=1).return_value == 3
     assert default_task_backend.wait_for_task(result.id, timeout=1).return_value == 3
+
+
+def test_a_task_due_now_is_due_by_the_databases_clock_whatever_the_callers_says() -> None:
+    """A web host whose clock runs an hour fast must not hold its tasks back an hour."""
+    fast = timezone.now() + timedelta(hours=1)
+    with mock.patch("django_tasks_db.backend.timezone.now", return_value=fast):
+        result = tasks.add.enqueue(1, 2)
+    assert Task.objects.ready().filter(pk=result.id).exists()
+    assert Task.objects.get(pk=result.id).available_at < fast - timedelta(minutes=30)
