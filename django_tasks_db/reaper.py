@@ -79,6 +79,7 @@ class Reaper:
                 Worker.objects.using(self.using)
                 .filter(status__in=LIVE_WORKER_STATUSES)
                 .exclude(name__in=list(spare))
+                .order_by()
                 .values_list("pk", "last_heartbeat_at")
             )
             now = time.monotonic()

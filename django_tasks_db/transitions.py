@@ -4,7 +4,9 @@ Each transition is one UPDATE statement over one or many rows, *fenced*: it name
 the state each row must still be in and, for a claimed run, the claim's token, so
 a row that moved on meanwhile (finished, cancelled, recovered, claimed again) is
 left alone, and the row count tells the caller. Times come from the database's
-clock (``DatabaseNow``), never from the caller's.
+clock, never from a host's wall clock: ``DatabaseNow`` in the statement, or, for
+the worker that holds the claim, a ``ClaimClock`` (the database's time read by the
+claim, advanced by the worker's monotonic clock), which saves reading them back.
 
 The rules that hold for every path a run can take live here and nowhere else:
 
@@ -25,6 +27,7 @@ does not list changes nothing (tests/test_transitions.py checks every pair).
 
 from __future__ import annotations
 
+import time
 import traceback as tb
 import uuid
 from collections.abc import Callable, Sequence
@@ -152,21 +155,39 @@ def _update(rows: Sequence[Task], where: Q, values: dict[str, Any]) -> int:
 
 
 def _remember(rows: Sequence[Task], **values: Any) -> None:
-    """Mirror plain values on the instances (database times are left to refresh_times)."""
+    """Mirror values on the instances (callables get the row; see ``_known``)."""
     for row in rows:
         for field, value in values.items():
             setattr(row, field, value(row) if callable(value) else value)
 
 
-def refresh_times(row: Task) -> None:
-    """Read back what the database's clock wrote (for signals and results)."""
-    row.refresh_from_db(
-        fields=["status", "available_at", "started_at", "finished_at", "abort_requested_at"]
-    )
+class ClaimClock:
+    """The database's time as read by a claim, advanced by this process's monotonic
+    clock: the claimed run's times on the database's clock without a round trip."""
+
+    def __init__(self, database_time: datetime) -> None:
+        self._at = database_time
+        self._since = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._at + timedelta(seconds=time.monotonic() - self._since)
 
 
-def _later(delay: timedelta) -> Any:
+def _now(clock: ClaimClock | None) -> Any:
+    return clock.now() if clock is not None else DatabaseNow()
+
+
+def _later(delay: timedelta, clock: ClaimClock | None) -> Any:
+    if clock is not None:
+        return clock.now() + delay
     return DatabaseNow() + Value(delay) if delay else DatabaseNow()
+
+
+def _known(values: dict[str, Any]) -> dict[str, Any]:
+    """What an instance can mirror: plain values, not what the database computes."""
+    return {
+        field: value for field, value in values.items() if not hasattr(value, "resolve_expression")
+    }
 
 
 # -- a worker's claim --------------------------------------------------------------------
@@ -219,24 +240,30 @@ def adopt_options(row: Task, max_attempts: int, timeout: float | None) -> bool:
 # -- how a run ends ----------------------------------------------------------------------
 
 
-def succeed(row: Task, return_value: Any) -> str | None:
+def succeed(row: Task, return_value: Any, clock: ClaimClock | None = None) -> str | None:
     """RUNNING -> SUCCESSFUL under the claim; None when the claim was lost."""
-    values = {"status": S.SUCCESSFUL, "return_value": return_value, "claim_token": None}
-    changed = _update(
-        [row], _fence([row]) & Q(status=S.RUNNING), {**values, "finished_at": DatabaseNow()}
-    )
-    if not changed:
+    values = {
+        "status": S.SUCCESSFUL,
+        "return_value": return_value,
+        "claim_token": None,
+        "finished_at": _now(clock),
+    }
+    if not _update([row], _fence([row]) & Q(status=S.RUNNING), values):
         return None
-    _remember([row], **values)
+    _remember([row], **_known(values))
     return S.SUCCESSFUL
 
 
 def fail(
-    row: Task, exc: BaseException, task: DjangoTask | None, options: BackendOptions
+    row: Task,
+    exc: BaseException,
+    task: DjangoTask | None,
+    options: BackendOptions,
+    clock: ClaimClock | None = None,
 ) -> str | None:
     """End a run that raised ``exc`` (or hit its time limit, or lost its worker), as
     ``retry.decide`` decides; None when the claim was lost."""
-    return _settle(row, exc, decide(task, row, exc, options))
+    return _settle(row, exc, decide(task, row, exc, options), clock)
 
 
 def lose(rows: Sequence[Task], detail: str, options: BackendOptions) -> int:
@@ -255,30 +282,29 @@ def lose(rows: Sequence[Task], detail: str, options: BackendOptions) -> int:
     return changed
 
 
-def _settle(row: Task, exc: BaseException, decision: Decision) -> str | None:
+def _settle(
+    row: Task, exc: BaseException, decision: Decision, clock: ClaimClock | None = None
+) -> str | None:
     """Store a run that ended without success, as ``decision`` says (see the rules above)."""
     rows = [row]
     running = _fence(rows) & Q(status=S.RUNNING)
-    no_abort = Q(abort_requested_at__isnull=True)
     errors = as_list(row.errors) if decision.snooze else with_error(row, exc)
     losses = row.losses + 1 if decision.loss else row.losses
+    values: dict[str, Any] = {"claim_token": None, "losses": losses, "errors": errors}
     if decision.delay is not None:
-        values: dict[str, Any] = {"status": S.READY, "claim_token": None, "losses": losses}
+        again = {**values, "status": S.READY, "available_at": _later(decision.delay, clock)}
         if decision.snooze:
-            values["snoozes"] = row.snoozes + 1
-        else:
-            values["errors"] = errors
-        if _update(rows, running & no_abort, {**values, "available_at": _later(decision.delay)}):
-            _remember(rows, **values)
-            row.errors = errors
+            again["snoozes"] = row.snoozes + 1
+        if _update(rows, running & Q(abort_requested_at__isnull=True), again):
+            _remember(rows, **_known(again))
             return S.READY
         # Refused: the claim was lost, or an abort was requested while it ran.
         aborted = TaskAborted("abort requested while it ran; it did not run again")
-        return _abort(rows, running, [*errors, error_entry(row, aborted)], losses)
-    values = {"status": S.FAILED, "errors": errors, "claim_token": None, "losses": losses}
-    if not _update(rows, running, {**values, "finished_at": DatabaseNow()}):
+        return _abort(rows, running, [*errors, error_entry(row, aborted)], losses, clock)
+    failed = {**values, "status": S.FAILED, "finished_at": _now(clock)}
+    if not _update(rows, running, failed):
         return None
-    _remember(rows, **values)
+    _remember(rows, **_known(failed))
     return S.FAILED
 
 
@@ -288,14 +314,23 @@ def abort(row: Task, detail: str) -> str | None:
 
 
 def _abort(
-    rows: Sequence[Task], where: Q, errors: list[Any], losses: int | None = None
+    rows: Sequence[Task],
+    where: Q,
+    errors: list[Any],
+    losses: int | None = None,
+    clock: ClaimClock | None = None,
 ) -> str | None:
-    values: dict[str, Any] = {"status": S.ABORTED, "errors": errors, "claim_token": None}
+    values: dict[str, Any] = {
+        "status": S.ABORTED,
+        "errors": errors,
+        "claim_token": None,
+        "finished_at": _now(clock),
+    }
     if losses is not None:
         values["losses"] = losses
-    if not _update(rows, where, {**values, "finished_at": DatabaseNow()}):
+    if not _update(rows, where, values):
         return None
-    _remember(rows, **values)
+    _remember(rows, **_known(values))
     return S.ABORTED
 
 

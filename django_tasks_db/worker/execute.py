@@ -25,6 +25,7 @@ from ..models import Task
 from ..results import row_to_result
 from ..signals import send_robustly, task_postrun, task_prerun
 from ..task_paths import resolve_task
+from ..transitions import ClaimClock
 from .outcome import persist
 
 if TYPE_CHECKING:
@@ -52,13 +53,14 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
     transition, after rolling back any transaction the task left open.
     """
     options = backend.settings
+    clock = _claim_clock(row)
     try:
         task = resolve_task(row.task_path)
         _adopt_declared_options(row, task, options)
         check_binding(task.func, row.args, row.kwargs, task.takes_context)
         result = row_to_result(row, task)
     except Exception as exc:
-        return _report(row, None, exc, backend)
+        return _report(row, None, exc, backend, clock)
 
     send_robustly(
         task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result
@@ -79,14 +81,14 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
     except BaseException as exc:
         _close_open_transactions(row)
         outcome = exc
-        report = _report(row, task, exc, backend)
+        report = _report(row, task, exc, backend, clock)
     else:
         outcome = value
         report = RunReport(
             persist(
-                lambda: _store_success(row, stored),
+                lambda: transitions.succeed(row, stored, clock),
                 backend.database,
-                refused=lambda error: _store_refusal(row, task, error, options),
+                refused=lambda error: _store_refusal(row, task, error, options, clock),
             )
         )
     finished = row_to_result(row, task)
@@ -104,32 +106,39 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
     return report
 
 
+def _claim_clock(row: Task) -> ClaimClock | None:
+    """The database's time read by the claim (``claim_next`` annotates it), going on."""
+    database_time = getattr(row, "db_now", None)
+    return ClaimClock(database_time) if database_time is not None else None
+
+
 def _report(
-    row: Task, task: DjangoTask | None, exc: BaseException, backend: DatabaseBackend
+    row: Task,
+    task: DjangoTask | None,
+    exc: BaseException,
+    backend: DatabaseBackend,
+    clock: ClaimClock | None,
 ) -> RunReport:
     status = persist(
-        lambda: _store_failure(row, task, exc, backend.settings),
+        lambda: transitions.fail(row, exc, task, backend.settings, clock),
         backend.database,
-        refused=lambda error: _store_refusal(row, task, error, backend.settings),
+        refused=lambda error: _store_refusal(row, task, error, backend.settings, clock),
     )
     return RunReport(status, exc)
 
 
-def _store_success(row: Task, stored: Any) -> str | None:
-    status = transitions.succeed(row, stored)
-    if status is not None:
-        transitions.refresh_times(row)
-    return status
-
-
 def _store_refusal(
-    row: Task, task: DjangoTask | None, error: DatabaseError, options: BackendOptions
+    row: Task,
+    task: DjangoTask | None,
+    error: DatabaseError,
+    options: BackendOptions,
+    clock: ClaimClock | None,
 ) -> str | None:
     """FAILED with ``OutcomeNotStored``; should even that be refused, FAILED with a
     bare entry in place of the row's errors, so the task never stays RUNNING."""
     refusal = OutcomeNotStored(f"The database refused to store the outcome: {error}")
     try:
-        return _store_failure(row, task, refusal, options)
+        return transitions.fail(row, refusal, task, options, clock)
     except DatabaseError as again:
         logger.error("Task %s: storing the failure was refused too (%s).", row.pk, again)
         problem = f"The database refused the outcome ({error}) and the failure ({again})."
@@ -141,15 +150,6 @@ def _store_refusal(
             claim_token=row.claim_token,
         )
         return "FAILED" if rejected else None
-
-
-def _store_failure(
-    row: Task, task: DjangoTask | None, exc: BaseException, options: BackendOptions
-) -> str | None:
-    status = transitions.fail(row, exc, task, options)
-    if status is not None:
-        transitions.refresh_times(row)
-    return status
 
 
 def _storable(value: Any, options: BackendOptions) -> Any:
