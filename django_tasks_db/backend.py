@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from .arguments import prepare_arguments
 from .conf import BackendOptions, is_positive_int, is_positive_number
-from .db import DatabaseNow, notify_enqueued
+from .db import notify_enqueued
 from .results import get_row, row_to_result, wait_for_row
 from .signals import send_robustly
 from .task_paths import validate_task_path
@@ -240,9 +240,9 @@ class DatabaseBackend(BaseTaskBackend):
         from .models import Task as TaskRow
 
         now = timezone.now()
-        # Due now means due by the database's clock, which workers claim by: a web
-        # host whose clock runs ahead must not hold its tasks back (run_after is the
-        # caller's own wall time, and stays so).
+        # Due now means due by the database's clock, which workers claim by (the
+        # column's default): a web host whose clock runs ahead must not hold its
+        # tasks back. run_after is the caller's own wall time, and stays so.
         row = TaskRow(
             task_path=task_path,
             backend_name=self.alias,
@@ -251,16 +251,15 @@ class DatabaseBackend(BaseTaskBackend):
             args=args,
             kwargs=kwargs,
             run_after=run_after,
-            available_at=run_after or DatabaseNow(),
             enqueued_at=now,
             max_attempts=None if declared_later else max_attempts or self.settings.max_attempts,
             timeout=timeout if timeout is not None or declared_later else self.settings.timeout,
         )
+        if run_after is not None:
+            row.available_at = run_after  # else the column's default: the database's time
         row.save(using=self.database, force_insert=True)
         if run_after is None or run_after <= now:
             notify_enqueued(self.database, queue_name)
-        if run_after is None:
-            row.available_at = now  # in memory only: the database holds its own time
         return row
 
     # -- results ------------------------------------------------------------------------

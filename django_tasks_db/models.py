@@ -161,7 +161,8 @@ class Task(models.Model):
         null=True, blank=True, help_text="Earliest run time the caller asked for, if any."
     )
     available_at = models.DateTimeField(
-        default=timezone.now, help_text="When the task may next be claimed."
+        db_default=DatabaseNow(),
+        help_text="When the task may next be claimed (the database's clock when due at once).",
     )
     enqueued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)

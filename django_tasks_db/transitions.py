@@ -38,7 +38,6 @@ from operator import or_
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db.models import Case, F, Q, QuerySet, Value, When
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .db import DatabaseNow
@@ -196,11 +195,14 @@ def _known(values: dict[str, Any]) -> dict[str, Any]:
 def claim(rows: Sequence[Task], worker: Worker, now: datetime) -> int:
     """READY -> RUNNING for rows the caller holds locked, each with a fresh fencing token.
 
-    ``now`` is the database's time, read by the locking query.
+    ``now`` is the database's time, read by the locking query. The rows are locked
+    and were read under the lock, so their counters are written as plain values.
     """
     for row in rows:
         row.claim_token = uuid.uuid4()
         row.worker_ids = [*as_list(row.worker_ids), worker.name][-MAX_WORKER_IDS:]
+        row.attempts += 1
+        row.started_at = row.started_at or now
     changed = _update(
         rows,
         Q(pk__in=[row.pk for row in rows], status=S.READY),
@@ -208,20 +210,13 @@ def claim(rows: Sequence[Task], worker: Worker, now: datetime) -> int:
             "status": S.RUNNING,
             "claim_token": _per_row(rows, lambda r: r.claim_token, "claim_token"),
             "worker_ids": _per_row(rows, lambda r: r.worker_ids, "worker_ids"),
+            "attempts": _per_row(rows, lambda r: r.attempts, "attempts"),
+            "started_at": _per_row(rows, lambda r: r.started_at, "started_at"),
             "worker": worker,
-            "attempts": F("attempts") + 1,
-            "started_at": Coalesce(F("started_at"), Value(now)),
             "last_attempted_at": now,
         },
     )
-    _remember(
-        rows,
-        status=S.RUNNING,
-        worker=worker,
-        attempts=lambda r: r.attempts + 1,
-        started_at=lambda r: r.started_at or now,
-        last_attempted_at=now,
-    )
+    _remember(rows, status=S.RUNNING, worker=worker, last_attempted_at=now)
     return changed
 
 

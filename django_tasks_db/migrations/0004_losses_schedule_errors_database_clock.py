@@ -1,5 +1,7 @@
 from django.db import migrations, models
 
+import django_tasks_db.db
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -7,6 +9,15 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name="task",
+            name="available_at",
+            field=models.DateTimeField(
+                db_default=django_tasks_db.db.DatabaseNow(),
+                help_text="When the task may next be claimed (the database's clock when due "
+                "at once).",
+            ),
+        ),
         migrations.AddField(
             model_name="task",
             name="losses",
