@@ -22,7 +22,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from .arguments import prepare_arguments
-from .conf import BackendOptions, is_positive_int, is_positive_number
+from .conf import BackendOptions, is_positive_int, is_positive_number, is_time_limit
 from .db import notify_enqueued
 from .results import get_row, row_to_result, wait_for_row
 from .signals import send_robustly
@@ -102,8 +102,10 @@ def database_backend(alias: str) -> DatabaseBackend:
 def _validate_limits(max_attempts: object, timeout: object) -> None:
     if max_attempts is not None and not is_positive_int(max_attempts):
         raise InvalidTask(f"max_attempts must be a whole number >= 1, not {max_attempts!r}.")
-    if timeout is not None and not is_positive_number(timeout):
-        raise InvalidTask(f"timeout must be a positive number of seconds, not {timeout!r}.")
+    if timeout is not None and not is_time_limit(timeout):
+        raise InvalidTask(
+            f"timeout must be a positive number of seconds, at most a year, not {timeout!r}."
+        )
 
 
 def _validate_retry(task: Task) -> None:

@@ -6,11 +6,14 @@ backend (lazily, and again after ``override_settings``), never at import time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
+
+from .exceptions import MAX_DELAY_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +72,10 @@ class BackendOptions:
         ):
             if key in raw and not is_positive_number(raw[key]):
                 problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")
-        if (
-            "TIMEOUT" in raw
-            and raw["TIMEOUT"] is not None
-            and not is_positive_number(raw["TIMEOUT"])
-        ):
+        if "TIMEOUT" in raw and raw["TIMEOUT"] is not None and not is_time_limit(raw["TIMEOUT"]):
             problems.append(
-                f"TIMEOUT must be a positive number of seconds or None, not {raw['TIMEOUT']!r}."
+                "TIMEOUT must be a positive number of seconds (at most a year) or None, "
+                f"not {raw['TIMEOUT']!r}."
             )
         for key in ("MAX_ATTEMPTS", "MAX_WORKER_LOSSES", "MAX_RESULT_BYTES"):
             if key in raw and not is_positive_int(raw[key]):
@@ -105,7 +105,18 @@ class BackendOptions:
 
 
 def is_positive_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    """A finite number of seconds above zero (``inf`` and ``nan`` are not)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def is_time_limit(value: object) -> bool:
+    """A hard time limit: positive seconds, at most ``MAX_DELAY_SECONDS`` (a year)."""
+    return is_positive_number(value) and value <= MAX_DELAY_SECONDS  # type: ignore[operator]
 
 
 def is_positive_int(value: object) -> bool:

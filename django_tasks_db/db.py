@@ -148,10 +148,24 @@ def database_reachable(using: str) -> bool:
     return True
 
 
-def is_deadlock(exc: BaseException) -> bool:
-    """A transaction chosen as a deadlock victim (safe to run again)."""
-    code = getattr(exc.__cause__, "args", (None,))[0] if exc.__cause__ else None
-    return code == 1213 or "deadlock" in str(exc).lower()
+#: Errors that say "not now", not "never": a lock held by someone else, a deadlock
+#: victim, a serialization failure. The same write may go through a moment later.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014"}  # PostgreSQL
+_TRANSIENT_MYSQL_CODES = {1205, 1213}  # lock wait timeout, deadlock
+_TRANSIENT_TEXT = ("database is locked", "database table is locked", "busy", "lock wait timeout")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lock or concurrency error worth trying again, on any vendor."""
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if sqlstate in _TRANSIENT_SQLSTATES:
+        return True
+    args = getattr(cause, "args", ())
+    if args and args[0] in _TRANSIENT_MYSQL_CODES:
+        return True
+    text = str(exc).lower()
+    return "deadlock" in text or any(marker in text for marker in _TRANSIENT_TEXT)
 
 
 def keep_connection_healthy(using: str) -> None:

@@ -12,8 +12,12 @@ database. So a host whose clock runs ahead or behind (and SQLite, where "the
 database's time" is each process's own) cannot make a live worker look silent;
 and after an outage (a failover takes 25-30 s) or a long lock wait, the watch
 starts over: every worker gets WORKER_DEAD_AFTER to heartbeat again before anyone
-counts its silence. Heartbeats are written with the database's time all the same,
-so the admin and ``reap()`` (one-shot, for tests and tools) read one clock.
+counts its silence. A worker whose process this host can see running is never
+declared dead at all (``local_processes``): no heartbeat can beat the operating
+system's word, and on SQLite, where every worker shares the host, a write lock
+held for longer than WORKER_DEAD_AFTER must not cost a live worker its task.
+Heartbeats are written with the database's time all the same, so the admin and
+``reap()`` (one-shot, for tests and tools) read one clock.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from django.db.models import Q, Value
 
 from . import transitions
 from .db import DatabaseNow, locking_transaction
+from .exceptions import WorkerLost
+from .local_processes import runs_here
 from .models import LIVE_WORKER_STATUSES, Task, TaskStatus, Worker
 from .transitions import TaskId
 
@@ -146,6 +152,10 @@ def reap(
     recovered: list[str] = []
     with locking_transaction(using):
         for worker in quiet.select_for_update(skip_locked=True):
+            if runs_here(worker.host, worker.pid, worker.last_heartbeat_at):
+                # Its process runs on this very host: alive, whatever its heartbeat
+                # says (a lock wait, a paused process). Never run its task twice.
+                continue
             reason = (
                 f"no heartbeat since {worker.last_heartbeat_at.isoformat()} "
                 f"(WORKER_DEAD_AFTER={dead_after}s)"
@@ -187,6 +197,17 @@ def _recover(pk: TaskId, using: str, options: BackendOptions) -> bool:
         problem = f"Task {pk}: a column cannot be read ({type(exc).__name__}: {exc})."
         logger.error("%s Its worker is gone; failing it (InvalidTaskRow).", problem)
         return transitions.reject(pk, using, problem, status=TaskStatus.RUNNING)
+    except DatabaseError as exc:  # e.g. its errors grew past what the database takes
+        logger.error("Could not store the loss of task %s (%s); failing it bare.", pk, exc)
+        lost = WorkerLost(f"its worker was lost; storing that was refused: {exc}")
+        try:
+            with transaction.atomic(using=using):
+                return transitions.reject(
+                    pk, using, str(lost), status=TaskStatus.RUNNING, error=lost
+                )
+        except DatabaseError:
+            logger.exception("Could not fail task %s of a lost worker either; leaving it.", pk)
+            return False
     except Exception:
         logger.exception("Could not recover task %s of a lost worker; leaving it.", pk)
         return False

@@ -418,12 +418,14 @@ def reject(
     errors: object = None,
     status: str = S.READY,
     claim_token: object = None,
+    error: BaseException | None = None,
 ) -> bool:
     """READY (or a claimed RUNNING) -> FAILED with ``InvalidTaskRow``: its content cannot run.
 
     Works from the primary key alone, so a row that cannot even be loaded fails too;
     ``errors`` are the row's earlier entries when they could be read, ``claim_token``
-    fences a claimed run.
+    fences a claimed run; ``error`` replaces the ``InvalidTaskRow`` entry when the
+    row is not at fault (an outcome nothing could store).
     """
     row = Task(pk=task_id, attempts=0, errors=as_list(errors), worker_ids=[])
     row._state.db = using
@@ -434,7 +436,7 @@ def reject(
         where &= Q(claim_token=claim_token)
     values = {
         "status": S.FAILED,
-        "errors": with_error(row, InvalidTaskRow(problem)),
+        "errors": with_error(row, error or InvalidTaskRow(problem)),
         "claim_token": None,
         "finished_at": DatabaseNow(),
     }

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,8 +25,11 @@ def processes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]
     """
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        process = start_command(*args, log=tmp_path / f"{len(started)}.log", env=env)
+    def start(
+        *args: str, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"{len(started)}.log"
+        process = start_command(*args, log=log, env=env, wrapper=wrapper)
         started.append(process)
         return process
 

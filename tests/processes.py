@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,18 +39,30 @@ def command_env(**extra: str) -> dict[str, str]:
 
 
 def start_command(
-    *args: str, log: Path | None = None, env: dict[str, str] | None = None
+    *args: str,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    wrapper: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m django <args>`` in its own process group."""
+    """Start ``python -m django <args>`` in its own process group (``wrapper``: a
+    command that execs it, e.g. ``another_host("name")``)."""
     with open(log or os.devnull, "wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "django", *args],
+            [*wrapper, sys.executable, "-m", "django", *args],
             cwd=ROOT,
             env=env or command_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def another_host(name: str) -> list[str]:
+    """A wrapper that runs the command under its own host name (a UTS namespace),
+    so that this host's processes cannot see its pid: a worker "on another host"."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) to give a process another host name")
+    return ["unshare", "--uts", "sh", "-c", f'hostname {name} && exec "$@"', "sh"]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> object:

@@ -258,3 +258,10 @@ def test_a_task_due_now_is_due_by_the_databases_clock_whatever_the_callers_says(
         result = tasks.add.enqueue(1, 2)
     assert Task.objects.ready().filter(pk=result.id).exists()
     assert Task.objects.get(pk=result.id).available_at < fast - timedelta(minutes=30)
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), 1e12])
+def test_a_time_limit_is_finite_and_at_most_a_year(timeout: float) -> None:
+    """An endless limit overflowed the supervisor's deadline and stopped its heartbeats."""
+    with pytest.raises(InvalidTask, match="at most a year"):
+        tasks.add.using(timeout=timeout).enqueue(1, 2)

@@ -144,3 +144,19 @@ def test_a_slow_heartbeat_is_not_mistaken_for_a_gap(monkeypatch) -> None:
         verdicts.append(worker.status)
         clock[0] += 20
     assert verdicts == [Worker.Status.RUNNING, Worker.Status.RUNNING, Worker.Status.DEAD]
+
+
+def test_a_loss_the_database_refuses_to_store_still_ends_the_run(monkeypatch) -> None:
+    """Before, such a row stayed RUNNING under a dead worker for good."""
+    from django.db import DataError
+
+    def refuse(*args, **kwargs):
+        raise DataError("row too large")
+
+    monkeypatch.setattr("django_tasks_db.reaper.transitions.lose", refuse)
+    worker = WorkerFactory(status=Worker.Status.DEAD)
+    task = running_on(worker)
+    assert reap("default", OPTIONS) == [str(task.pk)]
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED
+    assert task.errors[-1]["exception_class_path"] == "django_tasks_db.exceptions.WorkerLost"

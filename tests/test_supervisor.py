@@ -13,7 +13,7 @@ from django.db import connection
 from django.tasks import default_task_backend
 
 from django_tasks_db.models import Task, TaskStatus, Worker
-from tests.processes import stop, wait_until
+from tests.processes import another_host, stop, wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -155,9 +155,10 @@ def test_sigterm_kills_a_task_that_outlives_the_grace_period(processes) -> None:
 
 
 def test_a_zombie_worker_cannot_overwrite_the_new_run(processes, tmp_path) -> None:
-    """A paused worker is declared dead; its task runs elsewhere; its late result is refused."""
+    """A paused worker on another host is declared dead; its task runs elsewhere; its
+    late result is refused. (On this host its process is seen alive: see below.)"""
     result = tasks.sleep_then_pid.enqueue(1)
-    paused = processes("runworker", "--worker-id", "zombie")
+    paused = processes("runworker", "--worker-id", "zombie", wrapper=another_host("zombie-host"))
     zombie = wait_until(lambda: running_on(result.id), timeout=30)
     os.kill(paused.pid, signal.SIGSTOP)
     os.kill(zombie.pid, signal.SIGSTOP)
@@ -178,6 +179,32 @@ def test_a_zombie_worker_cannot_overwrite_the_new_run(processes, tmp_path) -> No
         "other-1",
     )
     assert Worker.objects.get(pk=zombie.pk).status == Worker.Status.DEAD
+    assert stop(paused) == 0 and stop(other) == 0
+
+
+def test_a_paused_worker_on_this_host_is_never_declared_dead(processes) -> None:
+    """Its process exists, so it is alive: its task waits for it and runs once."""
+    result = tasks.record_after.enqueue("paused", 0.5)
+    paused = processes("runworker", "--worker-id", "paused")
+    worker = wait_until(lambda: running_on(result.id), timeout=30)
+    other = processes("runworker", "--worker-id", "other")
+    wait_until(lambda: Worker.objects.filter(name="other-1").exists(), timeout=30)
+    os.kill(paused.pid, signal.SIGSTOP)
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        # Three times WORKER_DEAD_AFTER of silence, watched by a live supervisor:
+        # other-1's heartbeats go on meanwhile, paused-1's stop.
+        beat = Worker.objects.get(name="other-1").last_heartbeat_at
+        wait_until(lambda: Worker.objects.get(name="other-1").last_heartbeat_at > beat, timeout=10)
+        time.sleep(3 * DEAD_AFTER)  # the silence itself is what is tested
+        row = task_row(result.id)
+        assert (row.status, row.attempts) == (TaskStatus.RUNNING, 1)
+        assert Worker.objects.get(pk=worker.pk).status == Worker.Status.RUNNING
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+        os.kill(paused.pid, signal.SIGCONT)
+    wait_until(lambda: task_row(result.id).status == TaskStatus.SUCCESSFUL, timeout=30)
+    assert (task_row(result.id).attempts, Run.objects.count()) == (1, 1)
     assert stop(paused) == 0 and stop(other) == 0
 
 

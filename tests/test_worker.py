@@ -273,3 +273,23 @@ def test_taking_over_the_name_of_a_dead_worker_recovers_what_it_held() -> None:
     held.refresh_from_db()
     assert held.status == TaskStatus.SUCCESSFUL and held.attempts == 2
     assert held.errors[0]["exception_class_path"] == "django_tasks_db.exceptions.WorkerLost"
+
+
+def test_a_database_error_before_the_run_gives_the_claim_back_uncharged(monkeypatch) -> None:
+    """Before, one dropped connection here failed a by-path task for good."""
+    from django.db import OperationalError
+    from django.tasks import task_backends
+
+    from django_tasks_db.worker.claim import claim_next
+    from django_tasks_db.worker.execute import run_claimed
+    from tests.factories import WorkerFactory
+
+    def drop(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    task_id = default_task_backend.enqueue_by_path("tests.testapp.tasks.fail_then_succeed", ["x"])
+    monkeypatch.setattr("django_tasks_db.worker.execute._adopt_declared_options", drop)
+    claimed = claim_next(WorkerFactory(), None, "default")
+    assert run_claimed(claimed, task_backends["default"]).status == TaskStatus.READY
+    row = Task.objects.get(pk=task_id)
+    assert (row.status, row.attempts, row.errors) == (TaskStatus.READY, 0, [])

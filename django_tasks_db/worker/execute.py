@@ -54,13 +54,17 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
     """
     options = backend.settings
     clock = _claim_clock(row)
+    task: DjangoTask | None = None
     try:
         task = resolve_task(row.task_path)
         _adopt_declared_options(row, task, options)
         check_binding(task.func, row.args, row.kwargs, task.takes_context)
         result = row_to_result(row, task)
+    except DatabaseError as exc:  # not the task's fault: give the claim back uncharged
+        released = persist(lambda: transitions.release([row]), backend.database, lambda _: 0)
+        return RunReport("READY" if released else None, exc)
     except Exception as exc:
-        return _report(row, None, exc, backend, clock)
+        return _report(row, task, exc, backend, clock)
 
     send_robustly(
         task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result
@@ -148,6 +152,7 @@ def _store_refusal(
             problem,
             status=row.status,
             claim_token=row.claim_token,
+            error=OutcomeNotStored(problem),
         )
         return "FAILED" if rejected else None
 

@@ -26,6 +26,7 @@ from ..db import (
     skip_locked_problem,
 )
 from ..exceptions import DatabaseNotSupported, Snooze
+from ..local_processes import runs_here
 from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
 from ..signals import send_robustly, worker_started, worker_stopping
@@ -71,15 +72,9 @@ def live_holder(
 
 
 def _process_may_live(row: WorkerRow) -> bool:
-    if row.host != socket.gethostname() or row.pid == os.getpid():
-        return True
-    try:
-        os.kill(row.pid, 0)
-    except ProcessLookupError:
-        return False  # e.g. `runworker --worker-id X` restarted right after a kill -9
-    except PermissionError:
-        pass
-    return True
+    """False only when this host sees the worker's process gone (e.g. `runworker
+    --worker-id X` restarted right after a kill -9): then the name is free at once."""
+    return runs_here(row.host, row.pid, row.last_heartbeat_at) is not False
 
 
 def already_running(row: WorkerRow) -> WorkerAlreadyRunning:

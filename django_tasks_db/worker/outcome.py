@@ -5,9 +5,10 @@ a worker that lost its claim (presumed dead, the task recovered and claimed agai
 finds its outcome refused and can never overwrite the newer run. Two other things
 can stand in the way, and they are told apart by a fresh round trip:
 
-- the database is unreachable (an outage, a failover): the task already ran and
-  its outcome must not be lost, so the write is retried, with a backoff, until the
-  database answers. Reapers do not count an outage against a worker (see
+- the database is unreachable (an outage, a failover), or answers "not now" (a
+  lock held elsewhere, a deadlock victim, a serialization failure: ``is_transient``):
+  the task already ran and its outcome must not be lost, so the write is retried,
+  with a backoff, until it goes through. Reapers do not count an outage against a worker (see
   ``reaper.Reaper``); should this worker be declared dead all the same (a
   partition), the fencing token refuses the late write.
 - the database answers but refuses this write (a NUL character in PostgreSQL's
@@ -21,20 +22,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from django.db import DatabaseError
 
-from ..db import database_reachable, is_deadlock
+from ..db import database_reachable, is_transient
 
 logger = logging.getLogger("django_tasks_db.worker")
 
-T = TypeVar("T")
 
 #: Longest wait between two attempts to store an outcome while the database is away.
 MAX_STORE_DELAY = 10.0
-#: A write chosen as a deadlock victim this often in a row is treated as refused.
-MAX_DEADLOCK_RETRIES = 20
 #: Tries of a write the database answers but refuses (the second on a fresh connection).
 REFUSED_TRIES = 2
 
@@ -42,17 +39,13 @@ REFUSED_TRIES = 2
 def persist[T](write: Callable[[], T], using: str, refused: Callable[[DatabaseError], T]) -> T:
     """Run ``write`` until it goes through; ``refused(error)`` when the database
     keeps refusing it while reachable (see the module's docstring)."""
-    delay = 0.5
-    refusals = deadlocks = 0
+    delay = 0.1
+    refusals = 0
     while True:
         try:
             return write()
         except DatabaseError as exc:
-            if is_deadlock(exc) and deadlocks < MAX_DEADLOCK_RETRIES:
-                deadlocks += 1
-                logger.info("Storing a task outcome was a deadlock victim; trying again.")
-                continue
-            if database_reachable(using):
+            if not is_transient(exc) and database_reachable(using):
                 refusals += 1
                 if refusals >= REFUSED_TRIES:
                     logger.error("The database refused a task outcome: %s", exc)

@@ -15,14 +15,15 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connections
 from django.db.models import Q
 
 from ..db import DatabaseNow, skip_locked_problem
-from ..exceptions import DatabaseNotSupported
+from ..exceptions import MAX_DELAY_SECONDS, DatabaseNotSupported
 from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
 from ..reaper import Reaper
@@ -37,6 +38,8 @@ logger = logging.getLogger("django_tasks_db.supervisor")
 TICK = 0.2
 #: A child that dies sooner than this after its start counts toward a crash loop.
 CRASH_LOOP_WINDOW = 5.0
+#: How long a kill waits for the process to go before the supervisor moves on.
+KILL_WAIT = 2.0
 #: Longest wait before restarting a child that keeps dying at start.
 MAX_RESTART_DELAY = 30.0
 
@@ -110,6 +113,8 @@ class Supervisor:
         self._stop_requested = 0
         self._deadline: float | None = None
         self._last_beat = 0.0
+        #: Killed children the kernel has not let go of yet.
+        self._killed: set[int] = set()
 
     # -- control --------------------------------------------------------------------------
 
@@ -190,6 +195,7 @@ class Supervisor:
             logger.info("Started worker process %s (pid %d).", name, pid)
 
     def _collect_exits(self) -> None:
+        self._killed = {pid for pid in self._killed if not self._collect(pid)}
         for pid, child in list(self.children.items()):
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
@@ -249,10 +255,25 @@ class Supervisor:
         except ProcessLookupError:  # not yet the leader of its own group
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(child.pid, 0)
         self.children.pop(child.pid, None)
+        if not self._collect(child.pid, within=KILL_WAIT):
+            # Stuck in the kernel (a hung mount): never block heartbeats for the others
+            # on it; it is collected later, or with the supervisor.
+            logger.warning("%s (pid %d) has not died yet; going on.", child.name, child.pid)
+            self._killed.add(child.pid)
         self._after_exit(child, -signal.SIGKILL)
+
+    def _collect(self, pid: int, within: float = 0.0) -> bool:
+        """Reap ``pid`` if it has exited, waiting at most ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            if done or time.monotonic() >= deadline:
+                return bool(done)
+            time.sleep(0.01)
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -279,21 +300,30 @@ class Supervisor:
     # -- database duties ------------------------------------------------------------------
 
     def _watch_database(self) -> None:
-        try:
-            self._enforce_limits()
-            now = time.monotonic()
-            if now - self._last_beat >= self.settings.heartbeat_interval:
-                self._last_beat = now
-                self._heartbeat()
+        """Heartbeat (and reap) first, each duty on its own: nothing a task row holds
+        may keep this supervisor's children from being heartbeated."""
+        now = time.monotonic()
+        if now - self._last_beat >= self.settings.heartbeat_interval:
+            self._last_beat = now
+            if self._guarded("heartbeat", self._heartbeat):
                 self.reaper.in_touch()
                 # Its own children are alive (it would know): never judged by it.
-                self.reaper.reap(spare=[child.name for child in self.children.values()])
+                spare = [child.name for child in self.children.values()]
+                self._guarded("reaping", lambda: self.reaper.reap(spare=spare))
+        self._guarded("enforcing abort and time limits", self._enforce_limits)
+
+    def _guarded(self, duty: str, work: Callable[[], object]) -> bool:
+        try:
+            work()
         except DatabaseError as exc:
-            logger.warning("Supervisor %s cannot reach the database: %s", self.name, exc)
+            logger.warning("Supervisor %s cannot reach the database (%s): %s", self.name, duty, exc)
             self.reaper.out_of_touch()
             connections[self.using].close()
+            return False
         except Exception:  # a row nothing foresaw must not stop the supervisor
-            logger.exception("Supervisor %s: watching the tasks failed; carrying on.", self.name)
+            logger.exception("Supervisor %s: %s failed; carrying on.", self.name, duty)
+            return False
+        return True
 
     def _own_rows(self, children: list[Child] | None = None) -> Q:
         """The Worker rows of processes this supervisor started (name, host and pid):
@@ -326,24 +356,34 @@ class Supervisor:
             .select_related("worker")
         )
         for row in running:
-            now = row.db_now
-            if row.abort_requested_at is not None:
-                cause, detail = Cause.ABORTED, f"aborted on request at {row.abort_requested_at}"
-            elif (
-                row.timeout is not None
-                and row.last_attempted_at is not None
-                and now >= row.last_attempted_at + timedelta(seconds=row.timeout)
-            ):
-                cause, detail = Cause.TIME_LIMIT, f"ran longer than its {row.timeout:g}s time limit"
-            else:
-                continue
-            child = by_name.get(row.worker.name) if row.worker else None
-            if child is None or child.killed_for:
-                continue
-            logger.warning("Task %s %s: killing %s.", row.pk, detail, child.name)
-            self._kill(child, f"task {row.pk} {cause}")
-            self._settle_tasks_of(child, cause, detail, target=row)
-            self._mark_worker(child, WorkerRow.Status.STOPPED, f"killed: task {row.pk} {detail}")
+            try:
+                self._enforce_limit(row, row.db_now, by_name)
+            except DatabaseError:
+                raise
+            except Exception:  # one row's odd content stops only its own check
+                logger.exception("Could not check the limits of task %s.", row.pk)
+
+    def _enforce_limit(self, row: Task, now: datetime, by_name: dict[str, Child]) -> None:
+        """Kill the process of ``row`` if it was aborted or ran past its time limit
+        (``now``: the database's time)."""
+        if row.abort_requested_at is not None:
+            cause, detail = Cause.ABORTED, f"aborted on request at {row.abort_requested_at}"
+        elif (
+            row.timeout is not None
+            and row.last_attempted_at is not None
+            and now - row.last_attempted_at
+            >= timedelta(seconds=min(row.timeout, MAX_DELAY_SECONDS))
+        ):
+            cause, detail = Cause.TIME_LIMIT, f"ran longer than its {row.timeout:g}s time limit"
+        else:
+            return
+        child = by_name.get(row.worker.name) if row.worker else None
+        if child is None or child.killed_for:
+            return
+        logger.warning("Task %s %s: killing %s.", row.pk, detail, child.name)
+        self._kill(child, f"task {row.pk} {cause}")
+        self._settle_tasks_of(child, cause, detail, target=row)
+        self._mark_worker(child, WorkerRow.Status.STOPPED, f"killed: task {row.pk} {detail}")
 
     def _settle_tasks_of(
         self, child: Child, cause: Cause, detail: str, target: Task | None = None
