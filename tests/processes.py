@@ -10,9 +10,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from django_tasks_db.models import Task, Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Holds the ``sitecustomize`` that makes ``time.sleep`` work under libfaketime.
@@ -63,6 +67,19 @@ def another_host(name: str) -> list[str]:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare(1) to give a process another host name")
     return ["unshare", "--uts", "sh", "-c", f'hostname {name} && exec "$@"', "sh"]
+
+
+def task_row(task_id: str) -> Task:
+    """A task row with its worker, read afresh."""
+    from django_tasks_db.models import Task
+
+    return Task.objects.select_related("worker").get(pk=task_id)
+
+
+def running_on(task_id: str) -> Worker | None:
+    """The worker whose process runs the task now, if it runs."""
+    row = task_row(task_id)
+    return row.worker if row.status == "RUNNING" else None
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> object:

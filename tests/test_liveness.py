@@ -28,21 +28,20 @@ import pytest
 from django.db import connection, transaction
 
 from django_tasks_db.models import FINISHED_STATUSES, Task, TaskStatus, Worker
-from tests.processes import command_env, database_url_via, skewed_env, stop, wait_until
+from tests.processes import (
+    command_env,
+    database_url_via,
+    running_on,
+    skewed_env,
+    stop,
+    task_row,
+    wait_until,
+)
 from tests.proxy import Proxy
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
 DEAD_AFTER = 2.0
-
-
-def task_row(task_id: str) -> Task:
-    return Task.objects.select_related("worker").get(pk=task_id)
-
-
-def running_on(task_id: str) -> Worker | None:
-    row = task_row(task_id)
-    return row.worker if row.status == TaskStatus.RUNNING else None
 
 
 def within(predicate: Callable[[], object], timeout: float) -> bool:

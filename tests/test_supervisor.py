@@ -13,7 +13,7 @@ from django.db import connection
 from django.tasks import default_task_backend
 
 from django_tasks_db.models import Task, TaskStatus, Worker
-from tests.processes import another_host, stop, wait_until
+from tests.processes import another_host, running_on, stop, task_row, wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -21,15 +21,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 DEAD_AFTER = 2.0
 POLL = 0.05
-
-
-def task_row(task_id: str) -> Task:
-    return Task.objects.select_related("worker").get(pk=task_id)
-
-
-def running_on(task_id: str) -> Worker | None:
-    row = task_row(task_id)
-    return row.worker if row.status == TaskStatus.RUNNING else None
 
 
 def pid_alive(pid: int) -> bool:
@@ -184,19 +175,23 @@ def test_a_zombie_worker_cannot_overwrite_the_new_run(processes, tmp_path) -> No
 
 def test_a_paused_worker_on_this_host_is_never_declared_dead(processes) -> None:
     """Its process exists, so it is alive: its task waits for it and runs once."""
-    result = tasks.record_after.enqueue("paused", 0.5)
+    # A watcher that serves another queue: it can judge the paused worker, never take
+    # its task.
+    watcher = processes("runworker", "--worker-id", "watcher", "--domain", "emails")
+    wait_until(lambda: Worker.objects.filter(name="watcher-1").exists(), timeout=30)
+    result = tasks.record_after.enqueue("paused", 2.0)
     paused = processes("runworker", "--worker-id", "paused")
     worker = wait_until(lambda: running_on(result.id), timeout=30)
-    other = processes("runworker", "--worker-id", "other")
-    wait_until(lambda: Worker.objects.filter(name="other-1").exists(), timeout=30)
     os.kill(paused.pid, signal.SIGSTOP)
     os.kill(worker.pid, signal.SIGSTOP)
     try:
-        # Three times WORKER_DEAD_AFTER of silence, watched by a live supervisor:
-        # other-1's heartbeats go on meanwhile, paused-1's stop.
-        beat = Worker.objects.get(name="other-1").last_heartbeat_at
-        wait_until(lambda: Worker.objects.get(name="other-1").last_heartbeat_at > beat, timeout=10)
-        time.sleep(3 * DEAD_AFTER)  # the silence itself is what is tested
+        beat = Worker.objects.get(name="watcher-1").last_heartbeat_at
+        wait_until(
+            lambda: Worker.objects.get(name="watcher-1").last_heartbeat_at > beat, timeout=10
+        )
+        # Three times WORKER_DEAD_AFTER of silence, watched by a live supervisor: the
+        # silence itself is what is tested.
+        time.sleep(3 * DEAD_AFTER)
         row = task_row(result.id)
         assert (row.status, row.attempts) == (TaskStatus.RUNNING, 1)
         assert Worker.objects.get(pk=worker.pk).status == Worker.Status.RUNNING
@@ -205,7 +200,7 @@ def test_a_paused_worker_on_this_host_is_never_declared_dead(processes) -> None:
         os.kill(paused.pid, signal.SIGCONT)
     wait_until(lambda: task_row(result.id).status == TaskStatus.SUCCESSFUL, timeout=30)
     assert (task_row(result.id).attempts, Run.objects.count()) == (1, 1)
-    assert stop(paused) == 0 and stop(other) == 0
+    assert stop(paused) == 0 and stop(watcher) == 0
 
 
 def test_a_long_task_is_not_run_twice_while_its_worker_lives(processes) -> None:
