@@ -37,7 +37,7 @@ from functools import reduce
 from operator import or_
 from typing import TYPE_CHECKING, Any, cast
 
-from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .db import DatabaseNow
@@ -154,10 +154,10 @@ def _update(rows: Sequence[Task], where: Q, values: dict[str, Any]) -> int:
 
 
 def _remember(rows: Sequence[Task], **values: Any) -> None:
-    """Mirror values on the instances (callables get the row; see ``_known``)."""
+    """Mirror values on the instances (plain ones only: see ``_known``)."""
     for row in rows:
         for field, value in values.items():
-            setattr(row, field, value(row) if callable(value) else value)
+            setattr(row, field, value)
 
 
 class ClaimClock:
@@ -337,22 +337,20 @@ def release(rows: Sequence[Task]) -> int:
     if not rows:
         return 0
     running = _fence(rows) & Q(status=S.RUNNING)
+    # Fenced by their tokens, the instances hold what the claim wrote: plain values.
+    undone = {row.pk: (max(row.attempts - 1, 0), as_list(row.worker_ids)[:-1]) for row in rows}
     values = {
         "status": S.READY,
         "claim_token": None,
-        "attempts": Case(When(attempts__gt=0, then=F("attempts") - 1), default=Value(0)),
-        "worker_ids": _per_row(rows, lambda r: as_list(r.worker_ids)[:-1], "worker_ids"),
+        "attempts": _per_row(rows, lambda r: undone[r.pk][0], "attempts"),
+        "worker_ids": _per_row(rows, lambda r: undone[r.pk][1], "worker_ids"),
         "available_at": DatabaseNow(),
     }
     changed = _update(rows, running & Q(abort_requested_at__isnull=True), values)
     if changed == len(rows):
-        _remember(
-            rows,
-            status=S.READY,
-            claim_token=None,
-            attempts=lambda r: max(r.attempts - 1, 0),
-            worker_ids=lambda r: as_list(r.worker_ids)[:-1],
-        )
+        for row in rows:
+            row.attempts, row.worker_ids = undone[row.pk]
+        _remember(rows, status=S.READY, claim_token=None)
         return changed
     # Some were refused: an abort pending (it ends ABORTED), or the claim lost.
     for row in rows:

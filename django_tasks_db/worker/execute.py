@@ -72,18 +72,18 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
     send_robustly(task_started, type(backend), task_result=result)
     outcome: Any
     try:
-        if task.takes_context:
-            value = task.call(TaskContext(task_result=result), *row.args, **row.kwargs)
-        else:
-            value = task.call(*row.args, **row.kwargs)
-        _close_open_transactions(row)
+        try:
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=result), *row.args, **row.kwargs)
+            else:
+                value = task.call(*row.args, **row.kwargs)
+        finally:
+            _close_open_transactions(row)
         stored = _storable(value, options)
     except KeyboardInterrupt:
-        _close_open_transactions(row)
         transitions.release([row])
         raise
     except BaseException as exc:
-        _close_open_transactions(row)
         outcome = exc
         report = _report(row, task, exc, backend, clock)
     else:
