@@ -48,6 +48,14 @@ class BackendOptions:
     max_worker_losses: int = 3
     #: Largest JSON-encoded return value stored, in bytes; a larger one fails the task.
     max_result_bytes: int = 1_048_576
+    #: Largest log kept per task, in bytes (what it prints and logs while it runs); the
+    #: rest is dropped behind a visible truncation mark.
+    max_log_bytes: int = 65_536
+    #: Days after which ``runscheduler`` deletes finished tasks, old schedule ticks and
+    #: stopped workers (about once a day, once however many schedulers run); None: never.
+    prune_after: float | None = None
+    #: Bearer token that lets a scraper without a session read the metrics view.
+    metrics_token: str | None = None
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -77,9 +85,17 @@ class BackendOptions:
                 "TIMEOUT must be a positive number of seconds (at most a year) or None, "
                 f"not {raw['TIMEOUT']!r}."
             )
-        for key in ("MAX_ATTEMPTS", "MAX_WORKER_LOSSES", "MAX_RESULT_BYTES"):
+        for key in ("MAX_ATTEMPTS", "MAX_WORKER_LOSSES", "MAX_RESULT_BYTES", "MAX_LOG_BYTES"):
             if key in raw and not is_positive_int(raw[key]):
                 problems.append(f"{key} must be a whole number >= 1, not {raw[key]!r}.")
+        prune_after = raw.get("PRUNE_AFTER")
+        if prune_after is not None and not is_positive_number(prune_after):
+            problems.append(
+                f"PRUNE_AFTER must be a positive number of days or None, not {prune_after!r}."
+            )
+        token = raw.get("METRICS_TOKEN")
+        if token is not None and not (isinstance(token, str) and len(token) >= 16):
+            problems.append("METRICS_TOKEN must be a string of at least 16 characters, or None.")
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
         defaults = cls()

@@ -12,11 +12,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
+from django.utils import timezone as django_timezone
+from django.utils.dateparse import parse_datetime
 
 logger = logging.getLogger("django_tasks_db")
 
@@ -37,6 +40,31 @@ class DatabaseNow(Now):
 
     def as_mysql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
         return self.as_sql(compiler, connection, template="UTC_TIMESTAMP(6)", **extra_context)
+
+
+#: The database's current time in UTC, as one SELECT per vendor (see ``database_time``).
+_NOW_SQL = {
+    "postgresql": "SELECT STATEMENT_TIMESTAMP()",
+    "mysql": "SELECT UTC_TIMESTAMP(6)",
+    "sqlite": "SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'now')",
+}
+
+
+def database_time(using: str) -> datetime:
+    """The database's clock now, aware and in UTC (what ``DatabaseNow`` writes):
+    the control room measures ages against it, not against the web host's clock."""
+    connection = connections[using]
+    sql = _NOW_SQL.get(connection.vendor)
+    if sql is None:
+        return django_timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def serialises_claims_by_write_lock(connection: BaseDatabaseWrapper) -> bool:

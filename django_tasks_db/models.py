@@ -105,6 +105,15 @@ class Worker(models.Model):
         "Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     tasks_processed = models.PositiveIntegerField(default=0)
+    memory_mb = models.FloatField(
+        null=True, blank=True, help_text="Resident memory of the process, in MiB, when last seen."
+    )
+    stop_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set by the control room's 'stop': the worker's supervisor shuts down "
+        "gracefully when it sees it.",
+    )
 
     class Meta:
         ordering = ["-started_at"]
@@ -198,6 +207,16 @@ class Task(models.Model):
         null=True, blank=True, editable=False, help_text="Fencing token of the current claim."
     )
     abort_requested_at = models.DateTimeField(null=True, blank=True)
+    log = models.TextField(
+        blank=True,
+        default="",
+        help_text="What the task printed and logged while it ran (at most MAX_LOG_BYTES).",
+    )
+    progress = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='The latest set_progress(): {"current", "total", "message", "at"}.',
+    )
 
     objects = TaskQuerySet.as_manager()
 
@@ -211,6 +230,8 @@ class Task(models.Model):
                 name="task_claim_idx",
             ),
             models.Index(fields=["status", "finished_at"], name="task_finished_idx"),
+            # The control room's newest-first list and its date hierarchy.
+            models.Index(fields=["-enqueued_at"], name="task_enqueued_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -472,3 +493,46 @@ class ScheduleTick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_id} @ {self.scheduled_at.isoformat()}"
+
+
+class Dashboard(Task):
+    """No table: the admin index's link to the queue dashboard (see admin/dashboard.py)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
+        default_permissions = ()
+
+
+class Queue(models.Model):
+    """A queue's operator state. A queue needs no row to exist: one is written the
+    first time someone pauses it, and kept (the pause survives restarts)."""
+
+    backend_name = models.CharField(max_length=100, default="default")
+    name = models.CharField(max_length=100)
+    paused = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.CharField(
+        max_length=150, blank=True, help_text="Who paused or resumed it last (user or 'cli')."
+    )
+
+    class Meta:
+        ordering = ["backend_name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["backend_name", "name"], name="queue_name_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Chore(models.Model):
+    """When a periodic duty shared by every scheduler (pruning) last ran: claimed by
+    one conditional UPDATE, so it runs once per period however many schedulers run."""
+
+    name = models.CharField(max_length=100, unique=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

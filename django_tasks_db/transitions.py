@@ -72,6 +72,7 @@ class Event(StrEnum):
     CANCEL = "cancel"  # someone cancelled a task that has not run
     REQUEST_ABORT = "request_abort"  # someone asked to stop a task wherever it is
     REJECT = "reject"  # the row's content cannot be run
+    RETRY = "retry"  # an operator runs a task that ended unsuccessfully again
 
 
 S = TaskStatus
@@ -89,7 +90,13 @@ TABLE: dict[tuple[TaskStatus, Event], frozenset[TaskStatus]] = {
     (S.RUNNING, Event.ABORT): frozenset({S.ABORTED}),
     (S.RUNNING, Event.REQUEST_ABORT): frozenset({S.RUNNING}),  # flagged; its supervisor kills it
     (S.RUNNING, Event.REJECT): frozenset({S.FAILED}),
+    (S.FAILED, Event.RETRY): frozenset({S.READY}),
+    (S.CANCELLED, Event.RETRY): frozenset({S.READY}),
+    (S.ABORTED, Event.RETRY): frozenset({S.READY}),
 }
+
+#: The states an operator's retry takes a task out of.
+RETRYABLE = frozenset(state for state, event in TABLE if event is Event.RETRY)
 
 
 # -- building blocks ---------------------------------------------------------------------
@@ -406,6 +413,36 @@ def request_abort(task_id: TaskId, using: str) -> bool:
         if not tasks.filter(pk=task_id, status=S.READY).exists():
             return False
     return False
+
+
+def retry(task_ids: Sequence[TaskId], using: str) -> int:
+    """FAILED, CANCELLED or ABORTED -> READY, due now, with its full ``max_attempts``
+    and ``MAX_WORKER_LOSSES`` again (the counters restart at 0). Earlier error entries
+    and the log stay; the last run's result, times, worker and progress go. Returns
+    how many rows it changed (a row that is not in one of those states is left alone).
+    """
+    if not task_ids:
+        return 0
+    return (
+        Task.objects.using(using)
+        .filter(pk__in=list(task_ids), status__in=RETRYABLE)
+        .update(
+            status=S.READY,
+            attempts=0,
+            losses=0,
+            snoozes=0,
+            available_at=DatabaseNow(),
+            run_after=None,
+            started_at=None,
+            last_attempted_at=None,
+            finished_at=None,
+            return_value=None,
+            claim_token=None,
+            abort_requested_at=None,
+            worker=None,
+            progress=None,
+        )
+    )
 
 
 def reject(

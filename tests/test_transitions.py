@@ -49,6 +49,7 @@ APPLY: dict[Event, Callable[[Task], object]] = {
     Event.REJECT: lambda row: transitions.reject(
         row.pk, "default", "bad row", status=row.status, claim_token=row.claim_token
     ),
+    Event.RETRY: lambda row: transitions.retry([row.pk], "default"),
 }
 
 
@@ -75,6 +76,9 @@ def test_every_state_and_event(state: TaskStatus, event: Event) -> None:
         assert after.claim_token is None  # the claim ends with the run
     if after.status in (S.SUCCESSFUL, S.FAILED, S.CANCELLED, S.ABORTED):
         assert after.finished_at is not None
+    if event is Event.RETRY:  # a fresh start: full attempts, earlier errors kept
+        assert (after.attempts, after.losses, after.finished_at) == (0, 0, None)
+        assert after.errors == before.errors
 
 
 def test_the_table_lists_only_real_states_and_events() -> None:
