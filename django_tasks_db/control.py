@@ -222,7 +222,7 @@ def set_paused(queue: str, paused: bool, *, backend: str = "default", by: str = 
     )
     if changed:
         return True
-    row, created = Queue.objects.using(using).get_or_create(
+    _, created = Queue.objects.using(using).get_or_create(
         backend_name=chosen.alias,
         name=queue,
         defaults={"paused": paused, "changed_by": by[:150]},
