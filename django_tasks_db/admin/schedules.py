@@ -1,7 +1,4 @@
-"""Plain admin registrations; results are read-only (the control room is its own issue).
-
-Schedules are editable; their form validates through the model.
-"""
+"""The Schedule admin; its form validates through the model."""
 
 from typing import Any
 
@@ -9,55 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import LIVE_WORKER_STATUSES, Schedule, Task, Worker
-
-
-@admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "task_path",
-        "queue_name",
-        "priority",
-        "status",
-        "attempts",
-        "enqueued_at",
-        "finished_at",
-        "worker",
-    ]
-    list_filter = ["status", "queue_name", "backend_name"]
-    search_fields = ["id", "task_path"]
-    date_hierarchy = "enqueued_at"
-    readonly_fields = [f.name for f in Task._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-
-@admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
-    list_display = [
-        "name",
-        "host",
-        "pid",
-        "status",
-        "domains",
-        "last_heartbeat_at",
-        "current_task",
-        "tasks_processed",
-    ]
-    list_filter = ["status", "host"]
-    readonly_fields = [f.name for f in Worker._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
-        """A live worker's row is not deleted: its running task would look orphaned
-        to the reaper and run a second time while the first run goes on."""
-        if obj is not None and obj.status in LIVE_WORKER_STATUSES:
-            return False
-        return super().has_delete_permission(request, obj)
+from ..models import Schedule
 
 
 class ScheduleForm(forms.ModelForm):
