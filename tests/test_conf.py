@@ -47,6 +47,11 @@ def test_defaults() -> None:
         ({"TIMEOUT": -1}, "TIMEOUT must be a positive number"),
         ({"DATABASE": 1}, "DATABASE must be a database alias"),
         ({"HEARTBEAT_INTERVAL": 10, "WORKER_DEAD_AFTER": 10}, "must be longer than"),
+        ({"MAX_LOG_BYTES": 0}, "MAX_LOG_BYTES must be a whole number"),
+        ({"PRUNE_AFTER": 0}, "PRUNE_AFTER must be a positive number of days"),
+        ({"PRUNE_AFTER": float("inf")}, "PRUNE_AFTER must be a positive number of days"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be a string of at least 16"),
+        ({"METRICS_TOKEN": 12345678901234567890}, "METRICS_TOKEN must be a string"),
     ],
 )
 def test_invalid_options_fail_checks_and_use(options: dict, message: str) -> None:
