@@ -73,19 +73,23 @@ def project_tasks() -> dict[str, DjangoTask]:
     return dict(sorted(found.items()))
 
 
-def known_queues(backend: DatabaseBackend) -> list[str]:
+def known_queues(backend: DatabaseBackend, *, from_tasks: bool = True) -> list[str]:
     """The backend's QUEUES when it names them; else every queue seen in a task row,
-    a worker's domains or a paused queue's row."""
+    a worker's domains or a paused queue's row (``from_tasks=False``: not the task
+    rows, for callers that read every row's queue anyway; on a big table the
+    DISTINCT is a full scan)."""
     if backend.queues:
         return sorted(backend.queues)
     using = backend.database
-    seen = set(
-        Task.objects.using(using)
-        .filter(backend_name=backend.alias)
-        .values_list("queue_name", flat=True)
-        .order_by()
-        .distinct()
-    )
+    seen: set[str] = set()
+    if from_tasks:
+        seen |= set(
+            Task.objects.using(using)
+            .filter(backend_name=backend.alias)
+            .values_list("queue_name", flat=True)
+            .order_by()
+            .distinct()
+        )
     seen |= set(
         Queue.objects.using(using).filter(backend_name=backend.alias).values_list("name", flat=True)
     )

@@ -9,6 +9,7 @@ made on behalf of a claim is fenced by that claim's token.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +57,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def for_domains(self, domains: list[str] | None) -> TaskQuerySet:
         """Tasks in the given queues (all queues when ``domains`` is None)."""
         return self if domains is None else self.filter(queue_name__in=domains)
+
+    def unpaused(self, paused: Collection[str]) -> TaskQuerySet:
+        """Tasks outside the ``paused`` queues (workers leave those where they are)."""
+        return self.exclude(queue_name__in=list(paused)) if paused else self
 
     def in_claim_order(self) -> TaskQuerySet:
         """Highest priority first, then the earliest due; matches ``task_claim_idx``."""
@@ -232,6 +237,11 @@ class Task(models.Model):
             models.Index(fields=["status", "finished_at"], name="task_finished_idx"),
             # The control room's newest-first list and its date hierarchy.
             models.Index(fields=["-enqueued_at"], name="task_enqueued_idx"),
+            # Counts per queue and status (dashboard, metrics, `tasks queues`): an
+            # index-only scan instead of reading the whole table at every scrape.
+            models.Index(
+                fields=["backend_name", "queue_name", "status"], name="task_queue_counts_idx"
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -99,8 +99,11 @@ def queues(backend: DatabaseBackend, now: datetime | None = None) -> list[QueueO
     using = backend.database
     now = now or database_time(using)
     tasks = Task.objects.using(using).filter(backend_name=backend.alias)
-    overviews = {name: QueueOverview(name) for name in known_queues(backend)}
-    counted = tasks.values_list("queue_name", "status").annotate(n=Count("pk")).order_by()
+    # The counts below add every queue a task row names.
+    overviews = {name: QueueOverview(name) for name in known_queues(backend, from_tasks=False)}
+    # COUNT(*), not COUNT(id): an index holding (backend_name, queue_name, status) then
+    # answers it alone (an index-only scan), without reading the table's rows.
+    counted = tasks.values_list("queue_name", "status").annotate(n=Count("*")).order_by()
     for queue_name, status, n in counted:
         overview = overviews.setdefault(queue_name, QueueOverview(queue_name))
         overview.counts[status] = n
@@ -115,8 +118,11 @@ def queues(backend: DatabaseBackend, now: datetime | None = None) -> list[QueueO
     paused = paused_queues(backend.alias, using)
     alive = live_workers(backend, now)
     for overview in overviews.values():
-        for status in TaskStatus:
-            overview.counts.setdefault(status, 0)
+        # Every state, in life-cycle order (stable JSON), then any odd value a row holds.
+        overview.counts = {
+            **{str(status): overview.counts.get(status, 0) for status in TaskStatus},
+            **overview.counts,
+        }
         overview.paused = overview.name in paused
         overview.workers = sum(serves(worker, overview.name) for worker in alive)
     return sorted(overviews.values(), key=lambda o: o.name)
@@ -211,3 +217,23 @@ def health_problems(
                 f"queue {name!r} lags {overview.lag_seconds:.1f}s (more than {max_lag:g}s)"
             )
     return problems
+
+
+def worker_counts(backend: DatabaseBackend, now: datetime | None = None) -> dict[Health, int]:
+    """The backend's worker rows by health. Stopped and dead rows (they pile up until
+    pruned) are counted in the database; only live ones are judged one by one."""
+    using = backend.database
+    now = now or database_time(using)
+    workers = Worker.objects.using(using).filter(backend_name=backend.alias)
+    counts = dict.fromkeys(Health, 0)
+    ended = (
+        workers.exclude(status__in=LIVE_WORKER_STATUSES)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for status, n in ended:
+        counts[worker_health(Worker(status=status), now, backend)] += n
+    for worker in workers.filter(status__in=LIVE_WORKER_STATUSES):
+        counts[worker_health(worker, now, backend)] += 1
+    return counts
