@@ -46,7 +46,8 @@ page = client.get(result_url).content.decode()
 assert "SUCCESSFUL" in page and "<code>42</code>" in page, page
 client.force_login(User.objects.create_superuser("admin", "a@example.com", "pw"))
 admin = client.get(f"/admin/django_tasks_db/task/{task_id}/change/")
-assert admin.status_code == 200 and b"SUCCESSFUL" in admin.content, admin.status_code
+assert admin.status_code == 200 and b"Successful" in admin.content, admin.status_code
+assert client.get("/admin/django_tasks_db/dashboard/").status_code == 200
 assert client.get("/admin/django_tasks_db/worker/").status_code == 200
 assert b"demo.tasks.add" in client.get("/").content
 print("testproject OK")

@@ -83,3 +83,4 @@ LOGGING = {
 # Scheduler processes started by the tests get their code-declared schedules here (JSON).
 if env.str("TASKS_TEST_SCHEDULES", default=""):
     TASKS["default"]["OPTIONS"]["SCHEDULES"] = env.json("TASKS_TEST_SCHEDULES")  # type: ignore[index]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

@@ -3,4 +3,7 @@
 Django's admin autodiscovery imports this package; each module registers its own.
 """
 
-from . import schedules, tasks, workers  # noqa: F401  (they register themselves)
+from . import dashboard, queues, schedules, tasks, workers  # noqa: F401  (they register themselves)
+from .schedules import ScheduleForm
+
+__all__ = ["ScheduleForm"]

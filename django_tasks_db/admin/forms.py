@@ -1,0 +1,103 @@
+"""The admin's "Enqueue a task" form. It checks what a form can (a task the project
+defines, a known queue, JSON, the priority range); ``control.enqueue`` then validates
+the arguments against the task's signature before anything is written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.tasks import TaskResult
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
+from django.utils.translation import gettext_lazy as _
+
+from .. import control
+
+#: Which field an error of ``control.enqueue`` belongs to, by the start of its message.
+_FIELD_OF_ERROR = {"args": "args", "kwargs": "kwargs", "priority": "priority"}
+
+
+class EnqueueForm(forms.Form):
+    required_css_class = "required"
+
+    task = forms.ChoiceField(label=_("Task"), help_text=_("A task the project defines."))
+    args = forms.CharField(
+        label=_("Arguments"),
+        required=False,
+        initial="[]",
+        widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField dtdb-json"}),
+        help_text=_('A JSON list, e.g. [1, "two"].'),
+    )
+    kwargs = forms.CharField(
+        label=_("Keyword arguments"),
+        required=False,
+        initial="{}",
+        widget=forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField dtdb-json"}),
+        help_text=_('A JSON object, e.g. {"report_id": 42}.'),
+    )
+    queue = forms.ChoiceField(label=_("Queue"), required=False)
+    priority = forms.IntegerField(
+        label=_("Priority"),
+        required=False,
+        min_value=TASK_MIN_PRIORITY,
+        max_value=TASK_MAX_PRIORITY,
+        help_text=_("From %(low)d to %(high)d; empty: the task's own.")
+        % {"low": TASK_MIN_PRIORITY, "high": TASK_MAX_PRIORITY},
+    )
+    run_after = forms.DateTimeField(
+        label=_("Run after"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}),
+        help_text=_("Optional: not before this time (in the site's time zone)."),
+    )
+
+    def __init__(self, *args: Any, backend: str = "default", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = backend
+        tasks = control.project_tasks()
+        task_field = self.fields["task"]
+        assert isinstance(task_field, forms.ChoiceField)
+        task_field.choices = [("", "---------")] + [
+            (path, f"{path} ({task.queue_name})") for path, task in tasks.items()
+        ]
+        try:
+            queues = control.known_queues(control.backend_for(backend))
+        except control.ControlError:
+            queues = []
+        queue_field = self.fields["queue"]
+        assert isinstance(queue_field, forms.ChoiceField)
+        queue_field.choices = [("", _("The task's own queue"))] + [(q, q) for q in queues]
+
+    def clean_args(self) -> Any:
+        return self._json("args", [])
+
+    def clean_kwargs(self) -> Any:
+        return self._json("kwargs", {})
+
+    def _json(self, name: str, default: Any) -> Any:
+        try:
+            return control.parse_json(self.cleaned_data.get(name), name, default)
+        except control.ControlError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def enqueue(self) -> TaskResult | None:
+        """Enqueue the valid form's task; None (and the reason as a form error) when
+        ``control.enqueue`` refuses it, in which case nothing was written."""
+        data = self.cleaned_data
+        try:
+            return control.enqueue(
+                data["task"],
+                data["args"],
+                data["kwargs"],
+                backend=self.backend,
+                queue=data["queue"] or None,
+                priority=data["priority"],
+                run_after=data["run_after"],
+            )
+        except control.ControlError as exc:
+            field = next(
+                (f for prefix, f in _FIELD_OF_ERROR.items() if str(exc).startswith(prefix)),
+                None,
+            )
+            self.add_error(field, str(exc))
+            return None
