@@ -1,0 +1,61 @@
+"""Views a project mounts in its own URLconf (the admin pages live in ``admin``).
+
+``metrics``: the queue's figures for Prometheus, e.g. ``path("metrics", metrics)``.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_safe
+
+from .backend import DatabaseBackend
+from .control import ControlError, backend_for
+from .metrics import CONTENT_TYPE, render
+
+#: The permission a staff session needs to read the metrics.
+VIEW_PERMISSION = "django_tasks_db.view_task"
+
+
+@require_safe
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format, computed from the database now. ``?backend=ALIAS`` picks
+    the TASKS backend (default ``default``). Readable with ``Authorization: Bearer
+    <METRICS_TOKEN>`` or by a staff session with ``view_task``; 403 for anyone else."""
+    try:
+        backend = backend_for(request.GET.get("backend", "default"))
+    except ControlError as exc:
+        raise Http404(str(exc)) from exc
+    if not may_read(request, backend):
+        return HttpResponseForbidden(
+            "Send 'Authorization: Bearer <METRICS_TOKEN>' or log in as staff with "
+            f"{VIEW_PERMISSION}.\n",
+            content_type="text/plain; charset=utf-8",
+        )
+    response = HttpResponse(render(backend), content_type=CONTENT_TYPE)
+    add_never_cache_headers(response)
+    return response
+
+
+def may_read(request: HttpRequest, backend: DatabaseBackend) -> bool:
+    if bearer_matches(request, backend.settings.metrics_token):
+        return True
+    user = getattr(request, "user", None)
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_staff
+        and user.has_perm(VIEW_PERMISSION)
+    )
+
+
+def bearer_matches(request: HttpRequest, token: str | None) -> bool:
+    """Whether the request brings ``token`` as a bearer token (never when it is unset)."""
+    if not token:
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
