@@ -14,6 +14,11 @@ backend, then moves ``next_run_at`` on. The row lock saves wasted work; the uniq
 key is the guarantee: whoever inserts a tick second gets an IntegrityError, rolls
 back that tick's savepoint and carries on.
 
+With the option PRUNE_AFTER, the loop also checks every PRUNE_CHECK_INTERVAL
+whether today's pruning is due (``pruning.prune_if_due``: one scheduler per day
+wins it) and prunes in a thread of its own, batch by batch, so deleting a large
+backlog never delays a tick; its failures are logged and never stop the loop.
+
 One bad schedule hurts only itself: a failure is logged, kept in ``last_error``,
 and the schedule moves past the tick (or, when no next tick can be computed, out
 of the due set until it is fixed and saved); the other schedules keep firing. An
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
 from django.db.models import Min, QuerySet
 from django.tasks import Task as DjangoTask
 from django.tasks.exceptions import InvalidTask
@@ -40,6 +45,7 @@ from .code_schedules import SyncReport, sync_code_schedules
 from .cron import Cron, InvalidCron
 from .db import Reconnect, database_reachable, locking_transaction
 from .models import MissedPolicy, Schedule, ScheduleTick
+from .pruning import prune_if_due
 from .reaper import Reaper
 from .task_paths import import_task_modules
 
@@ -50,6 +56,8 @@ logger = logging.getLogger("django_tasks_db.scheduler")
 TRANSIENT_ATTEMPTS = 3
 #: ``Schedule.last_error`` keeps at most this many characters.
 ERROR_LIMIT = 2000
+#: Seconds between two looks at whether today's pruning is due (one UPDATE each).
+PRUNE_CHECK_INTERVAL = 600.0
 
 
 @dataclass(frozen=True)
@@ -266,28 +274,34 @@ class Scheduler:
         import_task_modules()
         self.sync()
         settings = self.backend.settings
+        pruner = Pruner(self.using, settings.prune_after, self._stop)
         if self.once:
             # No reaping: a one-shot process has not watched the database long
             # enough to judge anyone dead (see reaper.Reaper).
             self.tick(timezone.now())
+            pruner.prune_if_due()
             return
         logger.info("Scheduler started on %s (backend %s).", self.using, self.backend.alias)
         next_reap = 0.0
         reaper = Reaper(self.using, settings)
         reconnect = Reconnect(self.using, self._stop, initial=settings.poll_interval)
-        while not self._stop.is_set():
-            try:
-                next_due = self.tick(timezone.now())
-                reaper.in_touch()
-                if time.monotonic() >= next_reap:
-                    reaper.reap()
-                    next_reap = time.monotonic() + settings.heartbeat_interval
-            except DatabaseError as exc:
-                reaper.out_of_touch()
-                reconnect.failed("Tick", exc)
-                continue
-            reconnect.succeeded()
-            self._stop.wait(self._wait_for(next_due, next_reap))
+        try:
+            while not self._stop.is_set():
+                try:
+                    next_due = self.tick(timezone.now())
+                    reaper.in_touch()
+                    if time.monotonic() >= next_reap:
+                        reaper.reap()
+                        next_reap = time.monotonic() + settings.heartbeat_interval
+                except DatabaseError as exc:
+                    reaper.out_of_touch()
+                    reconnect.failed("Tick", exc)
+                    continue
+                reconnect.succeeded()
+                pruner.start_if_due()
+                self._stop.wait(self._wait_for(next_due, next_reap))
+        finally:
+            pruner.join()
         logger.info("Scheduler stopped.")
 
     def _wait_for(self, next_due: datetime | None, next_reap: float) -> float:
@@ -296,6 +310,49 @@ class Scheduler:
         if next_due is not None:
             wait = min(wait, (next_due - timezone.now()).total_seconds())
         return max(wait, 0.0)
+
+
+class Pruner:
+    """PRUNE_AFTER's retention, for one scheduler: looks every PRUNE_CHECK_INTERVAL
+    (and at start) whether today's pruning is due, and if this scheduler wins it,
+    prunes in a thread with its own connection. A failure is logged, never raised."""
+
+    def __init__(self, using: str, prune_after: float | None, stop: threading.Event) -> None:
+        self.using = using
+        self.prune_after = prune_after
+        self.stop = stop
+        self._next_check = 0.0
+        self._thread: threading.Thread | None = None
+
+    def start_if_due(self) -> None:
+        if self.prune_after is None or time.monotonic() < self._next_check:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._next_check = time.monotonic() + PRUNE_CHECK_INTERVAL
+        self._thread = threading.Thread(target=self._in_thread, name="pruner", daemon=True)
+        self._thread.start()
+
+    def _in_thread(self) -> None:
+        try:
+            self.prune_if_due()
+        finally:
+            connections.close_all()
+
+    def prune_if_due(self) -> None:
+        if self.prune_after is None:
+            return
+        try:
+            prune_if_due(self.using, self.prune_after, stop=self.stop.is_set)
+        except DatabaseError as exc:
+            logger.warning("Pruning failed (%s); the scheduler carries on.", exc)
+        except Exception:
+            logger.exception("Pruning failed; the scheduler carries on.")
+
+    def join(self) -> None:
+        """Wait for a pruning under way (it stops at its next batch once ``stop`` is set)."""
+        if self._thread is not None:
+            self._thread.join(timeout=60)
 
 
 def _plan_inputs(schedule: Schedule) -> tuple[object, ...]:

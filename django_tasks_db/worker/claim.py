@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Collection
 
 from django.db import connections
 from django.db.models import QuerySet
@@ -18,8 +20,12 @@ logger = logging.getLogger("django_tasks_db.worker")
 MAX_REJECTS_PER_CLAIM = 20
 
 
-def claim_next(worker: Worker, domains: list[str] | None, using: str) -> Task | None:
+def claim_next(
+    worker: Worker, domains: list[str] | None, using: str, paused: Collection[str] = ()
+) -> Task | None:
     """Claim the next ready task for ``worker``, or return None when none is ready.
+
+    Tasks of the ``paused`` queues are left where they are.
 
     Rows another worker is claiming are skipped, not waited for. The claim gets a
     fresh fencing token: every later write for this run names it, so a worker that
@@ -32,9 +38,14 @@ def claim_next(worker: Worker, domains: list[str] | None, using: str) -> Task | 
     supervisor heartbeating that row at the same moment made one of the two a
     deadlock victim.
     """
+    if domains is not None:
+        domains = [domain for domain in domains if domain not in paused]
+        if not domains:  # every queue it serves is paused
+            return None
+        paused = ()  # left out of the domains already
     with locking_transaction(using):
         for _ in range(MAX_REJECTS_PER_CLAIM):
-            row = _lock_next(using, domains)
+            row = _lock_next(using, domains, paused)
             if row is None:
                 return None
             if row is _REJECTED:
@@ -56,13 +67,13 @@ class WorkerDeclaredDead(Exception):
 _REJECTED = Task()
 
 
-def _lock_next(using: str, domains: list[str] | None) -> Task | None:
+def _lock_next(using: str, domains: list[str] | None, paused: Collection[str]) -> Task | None:
     """Lock and return the first ready row in claim order, skipping locked ones.
 
     The row carries ``db_now``, the database's time. A row whose content cannot
     run comes back as ``_REJECTED``, already failed.
     """
-    ready = Task.objects.using(using).ready()
+    ready = Task.objects.using(using).ready().unpaused(paused)
     claimable = (
         ready.in_claim_order().select_for_update(skip_locked=True).annotate(db_now=DatabaseNow())
     )
@@ -100,3 +111,28 @@ def _reject(pk: TaskId, using: str, problem: str, errors: object) -> Task:
     transitions.reject(pk, using, problem, errors=errors)
     logger.error("%s It cannot run; failed it (InvalidTaskRow).", problem)
     return _REJECTED
+
+
+class PausedQueues:
+    """The backend's paused queues (``control.set_paused``), read at most once per
+    ``max_age`` seconds: a worker sees a pause or a resume within POLL_INTERVAL
+    without a query per claim."""
+
+    def __init__(self, backend_alias: str, using: str, max_age: float) -> None:
+        self.backend_alias = backend_alias
+        self.using = using
+        self.max_age = max_age
+        self._paused: frozenset[str] = frozenset()
+        self._read_at: float | None = None
+
+    def get(self) -> frozenset[str]:
+        """The paused queue names (raises ``DatabaseError`` when they cannot be read)."""
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at >= self.max_age:
+            from ..control import paused_queues
+
+            paused = frozenset(paused_queues(self.backend_alias, self.using))
+            if paused != self._paused:
+                logger.info("Paused queues: %s.", ", ".join(sorted(paused)) if paused else "none")
+            self._paused, self._read_at = paused, now
+        return self._paused

@@ -14,6 +14,7 @@ from django.tasks.signals import task_finished, task_started
 
 from .. import transitions
 from ..arguments import check_binding, to_json
+from ..capture import RunOutput, capturing
 from ..db import discard_open_transactions
 from ..exceptions import (
     InvalidTaskArguments,
@@ -31,6 +32,7 @@ from .outcome import persist
 if TYPE_CHECKING:
     from ..backend import DatabaseBackend
     from ..conf import BackendOptions
+    from .flusher import Flusher
 
 logger = logging.getLogger("django_tasks_db.worker")
 
@@ -45,12 +47,14 @@ class RunReport:
     error: BaseException | None = None
 
 
-def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
+def run_claimed(row: Task, backend: DatabaseBackend, flusher: Flusher | None = None) -> RunReport:
     """Run ``row`` (claimed by this worker) and store the outcome.
 
     A row that cannot run (unknown path, arguments that do not bind) fails that
     row only, at once. Whatever happens, the outcome is stored through a fenced
-    transition, after rolling back any transaction the task left open.
+    transition, after rolling back any transaction the task left open. What the
+    task prints and logs goes to its log (``capture``): written as it runs when a
+    ``flusher`` follows the run, and in any case before the outcome.
     """
     options = backend.settings
     clock = _claim_clock(row)
@@ -71,14 +75,21 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
     )
     send_robustly(task_started, type(backend), task_result=result)
     outcome: Any
+    output = RunOutput(row, options.max_log_bytes, worker_name=_worker_name(row))
+    if flusher is not None:
+        flusher.watch(output)
     try:
         try:
-            if task.takes_context:
-                value = task.call(TaskContext(task_result=result), *row.args, **row.kwargs)
-            else:
-                value = task.call(*row.args, **row.kwargs)
+            with capturing(output):
+                if task.takes_context:
+                    value = task.call(TaskContext(task_result=result), *row.args, **row.kwargs)
+                else:
+                    value = task.call(*row.args, **row.kwargs)
         finally:
             _close_open_transactions(row)
+            if flusher is not None:
+                flusher.watch(None)
+            output.flush(final=True)
         stored = _storable(value, options)
     except KeyboardInterrupt:
         transitions.release([row])
@@ -108,6 +119,11 @@ def run_claimed(row: Task, backend: DatabaseBackend) -> RunReport:
         task_result=finished,
     )
     return report
+
+
+def _worker_name(row: Task) -> str:
+    names = transitions.as_list(row.worker_ids)
+    return str(names[-1]) if names else ""
 
 
 def _claim_clock(row: Task) -> ClaimClock | None:

@@ -31,22 +31,13 @@ from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
 from ..signals import send_robustly, worker_started, worker_stopping
 from ..task_paths import import_task_modules
-from .claim import WorkerDeclaredDead, claim_next
+from .claim import PausedQueues, WorkerDeclaredDead, claim_next
 from .execute import RunReport, run_claimed
+from .flusher import Flusher
 from .heartbeat import Heartbeat
+from .memory import resident_memory_mb
 
 logger = logging.getLogger("django_tasks_db.worker")
-
-
-def resident_memory_mb() -> float:
-    """This process's resident memory now (Linux), else its peak (other POSIX)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class WorkerAlreadyRunning(Exception):
@@ -91,7 +82,10 @@ class Worker:
     ``request_stop()`` (the command calls it on SIGINT/SIGTERM) after the current task.
     ``recycle_after`` and ``max_memory_mb`` also stop it, with ``recycle`` set so a
     supervisor knows to start a fresh process. ``heartbeat=False`` leaves heartbeats
-    and reaping to the supervisor, which a busy task cannot block.
+    and reaping to the supervisor, which a busy task cannot block (and the control
+    room's stop request, which the heartbeat thread honours otherwise).
+    It claims nothing from a paused queue (the paused set is read at most once per
+    POLL_INTERVAL); with ``burst``, tasks of paused queues count as not ready.
     """
 
     def __init__(
@@ -120,6 +114,10 @@ class Worker:
         self.row: WorkerRow | None = None
         self._stop = threading.Event()
         self._wakeup = Wakeup(self.using, self._stop)
+        self._paused = PausedQueues(
+            self.backend.alias, self.using, self.backend.settings.poll_interval
+        )
+        self._flusher = Flusher(self.name)
         self.stop_reason = ""
 
     def _domains(self, requested: Iterable[str] | None) -> list[str] | None:
@@ -153,7 +151,7 @@ class Worker:
         import_task_modules()
         self.row = self._register()
 
-        heartbeat = Heartbeat(self.row, self.backend.settings)
+        heartbeat = Heartbeat(self.row, self.backend.settings, on_stop_request=self.request_stop)
         if self.heartbeat:
             heartbeat.start()
         logger.info(
@@ -169,6 +167,7 @@ class Worker:
         finally:
             send_robustly(worker_stopping, type(self), worker=self.row)
             heartbeat.stop()
+            self._flusher.stop()
             self._unregister()
             logger.info(
                 "Worker %s stopped after %d task(s): %s", self.name, processed, self.stop_reason
@@ -182,7 +181,8 @@ class Worker:
         assert self.row is not None
         while not self.stopping:
             try:
-                row = claim_next(self.row, self.domains, self.using)
+                paused = self._paused.get()
+                row = claim_next(self.row, self.domains, self.using, paused)
             except WorkerDeclaredDead:
                 self._revive()
                 continue
@@ -191,7 +191,7 @@ class Worker:
                 continue
             reconnect.succeeded()
             if row is None:
-                if self.burst and not self._anything_ready():
+                if self.burst and not self._anything_ready(paused):
                     self.request_stop("burst: nothing left to run")
                     break
                 self._wakeup.wait(poll_interval)
@@ -213,14 +213,16 @@ class Worker:
         self.recycle = True
         self.request_stop(f"recycled: {reason}")
 
-    def _anything_ready(self) -> bool:
-        """Ready rows that the claim skipped because other workers held them locked."""
-        return Task.objects.using(self.using).ready().for_domains(self.domains).exists()
+    def _anything_ready(self, paused: frozenset[str]) -> bool:
+        """Ready rows that the claim skipped because other workers held them locked
+        (those of paused queues do not count: a burst worker does not wait for them)."""
+        ready = Task.objects.using(self.using).ready().for_domains(self.domains)
+        return ready.unpaused(paused).exists()
 
     def _run_one(self, row: Task) -> None:
         started = time.monotonic()
         try:
-            report = run_claimed(row, self.backend)
+            report = run_claimed(row, self.backend, self._flusher)
         except DatabaseError:
             raise
         except Exception as exc:  # a bug or a row nothing foresaw: that row fails alone
@@ -279,6 +281,8 @@ class Worker:
             "stop_reason": "",
             "current_task": None,
             "tasks_processed": 0,
+            "memory_mb": resident_memory_mb(),
+            "stop_requested_at": None,  # a request to the name's previous holder is done
         }
         workers = WorkerRow.objects.using(self.using)
         dead_after = self.backend.settings.worker_dead_after

@@ -2,9 +2,10 @@
 
 It forks N worker processes and watches them: restarts any that dies (after
 settling the task it held), heartbeats on their behalf (a task cannot block that,
-even one stuck in C code holding the GIL), reaps dead workers elsewhere, kills a
-process whose task was aborted or ran past its time limit, and shuts down with a
-grace period.
+even one stuck in C code holding the GIL) with each one's resident memory, reaps
+dead workers elsewhere, kills a process whose task was aborted or ran past its
+time limit, and shuts down with a grace period: on SIGTERM/SIGINT, or when the
+control room asks one of its workers to stop (``Worker.stop_requested_at``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connections
-from django.db.models import Q
+from django.db.models import Case, F, FloatField, Q, Value, When
 
 from ..db import DatabaseNow, skip_locked_problem
 from ..exceptions import MAX_DELAY_SECONDS, DatabaseNotSupported
@@ -29,8 +30,10 @@ from ..models import Worker as WorkerRow
 from ..reaper import Reaper
 from ..task_paths import import_task_modules
 from .child import NAME_TAKEN_EXIT, RECYCLE_EXIT, ChildSpec, run_child
+from .heartbeat import STOP_FROM_CONTROL_ROOM
 from .kills import Cause, settle
 from .loop import Worker, WorkerAlreadyRunning, already_running, live_holder
+from .memory import process_memory_mb
 
 logger = logging.getLogger("django_tasks_db.supervisor")
 
@@ -113,6 +116,7 @@ class Supervisor:
         self._stop_requested = 0
         self._deadline: float | None = None
         self._last_beat = 0.0
+        self._last_stop_check = 0.0
         #: Killed children the kernel has not let go of yet.
         self._killed: set[int] = set()
 
@@ -219,6 +223,10 @@ class Supervisor:
             return
         if self.stopping:
             self._settle_tasks_of(child, Cause.SHUTDOWN, "the worker stopped at shutdown")
+            # Its row says why the supervisor stopped (the process only saw a SIGTERM).
+            WorkerRow.objects.using(self.using).filter(
+                self._own_rows([child]), status=WorkerRow.Status.STOPPED
+            ).update(stop_reason=self.stop_reason)
             return
         if code == 0:
             if self.spec.burst or self.spec.max_tasks is not None:
@@ -310,6 +318,9 @@ class Supervisor:
                 # Its own children are alive (it would know): never judged by it.
                 spare = [child.name for child in self.children.values()]
                 self._guarded("reaping", lambda: self.reaper.reap(spare=spare))
+        if not self.stopping and now - self._last_stop_check >= self.settings.poll_interval:
+            self._last_stop_check = now
+            self._guarded("looking for a stop request", self._look_for_stop_request)
         self._guarded("enforcing abort and time limits", self._enforce_limits)
 
     def _guarded(self, duty: str, work: Callable[[], object]) -> bool:
@@ -336,10 +347,32 @@ class Supervisor:
         )
 
     def _heartbeat(self) -> None:
-        if self.children:
-            WorkerRow.objects.using(self.using).filter(
-                self._own_rows(), status__in=LIVE_WORKER_STATUSES
-            ).update(last_heartbeat_at=DatabaseNow())
+        """One UPDATE: every child's heartbeat, and its resident memory (a CASE per row)."""
+        if not self.children:
+            return
+        values: dict[str, object] = {"last_heartbeat_at": DatabaseNow()}
+        memory = [
+            When(name=child.name, then=Value(mb))
+            for child in self.children.values()
+            if (mb := process_memory_mb(child.pid)) is not None
+        ]
+        if memory:
+            values["memory_mb"] = Case(*memory, default=F("memory_mb"), output_field=FloatField())
+        WorkerRow.objects.using(self.using).filter(
+            self._own_rows(), status__in=LIVE_WORKER_STATUSES
+        ).update(**values)
+
+    def _look_for_stop_request(self) -> None:
+        """Shut down gracefully when the control room asked one of its workers to stop
+        (``control.stop_workers``); looked for once per POLL_INTERVAL."""
+        if not self.children:
+            return
+        asked = WorkerRow.objects.using(self.using).filter(
+            self._own_rows(), stop_requested_at__isnull=False
+        )
+        if asked.exists():
+            logger.info("Supervisor %s: %s.", self.name, STOP_FROM_CONTROL_ROOM)
+            self.request_stop(STOP_FROM_CONTROL_ROOM)
 
     def _enforce_limits(self) -> None:
         """Kill the process of a task that was aborted or is past its time limit

@@ -232,3 +232,121 @@ def record_then_sleep(key: str, seconds: float) -> int:
     Run.objects.create(key=f"{key}:{uuid.uuid4().hex[:16]}", worker_pid=os.getpid())
     time.sleep(seconds)
     return os.getpid()
+
+
+# -- helper h4: log capture, progress, memory --
+
+
+@task
+def chatty(key: str) -> str:
+    """Prints to stdout and stderr, logs a warning, and reports progress."""
+    import logging
+    import sys
+
+    from django_tasks_db import set_progress
+
+    print(f"out {key}")
+    print(f"err {key}", file=sys.stderr)
+    logging.getLogger("tests.chatty").warning("warned %s", key)
+    logging.getLogger("tests.chatty").debug("not at this level")
+    set_progress(1, 3, "first")
+    set_progress(3, 3, "done")
+    return key
+
+
+@task
+async def async_chatty(key: str) -> str:
+    import logging
+
+    from django_tasks_db import set_progress
+
+    print(f"async out {key}")
+    logging.getLogger("tests.chatty").error("async logged %s", key)
+    set_progress(7, None, "async")
+    return key
+
+
+@task
+def print_then_wait(key: str, seconds: float) -> str:
+    """Prints and reports progress, then waits (up to ``seconds``) for a Run row
+    named ``key``: a test watches the running task's log and progress meanwhile."""
+    from django_tasks_db import set_progress
+
+    print(f"waiting for {key}")
+    set_progress(1, 2, "waiting")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not Run.objects.filter(key=key).exists():
+        time.sleep(0.02)
+    print(f"got {key}")
+    set_progress(2, 2, "got it")
+    return key
+
+
+@task
+def print_lots(megabytes: int) -> int:
+    """Prints ``megabytes`` MB in lines and in one write, NUL and a lone surrogate included."""
+    import sys
+
+    print("start \x00 \udc80 end")
+    line = "y" * 1023
+    for _ in range(megabytes * 1024):
+        print(line)
+    sys.stdout.write("z" * (megabytes * 2**20))
+    return megabytes
+
+
+@task
+def misbehave_with_stdout() -> str:
+    """Closes sys.stdout, writes bytes to its buffer and then str again."""
+    import sys
+
+    print("before close")
+    sys.stdout.close()
+    print("after close")
+    sys.stdout.buffer.write(b"raw bytes \xff\n")
+    import io
+
+    sys.stderr = io.StringIO()  # the worker must undo this
+    print("to a StringIO", file=sys.stderr)
+    try:
+        sys.stdout.write(b"bytes to a text stream")  # type: ignore[arg-type]
+    except TypeError as exc:
+        print(f"refused: {exc}")
+    return "ok"
+
+
+@task(max_attempts=2)
+def print_and_fail_once(key: str) -> int:
+    """Prints its attempt number; the first attempt fails."""
+    run = _runs(key)
+    print(f"attempt {run} speaking")
+    if run == 1:
+        raise RuntimeError("first attempt fails")
+    return run
+
+
+@task
+def bad_progress(kind: str) -> str:
+    """Calls set_progress wrongly; returns the error's class and message."""
+    from django_tasks_db import set_progress
+
+    calls = {
+        "negative": lambda: set_progress(-1),
+        "nan": lambda: set_progress(float("nan")),
+        "zero_total": lambda: set_progress(1, 0),
+        "text": lambda: set_progress("3"),  # type: ignore[arg-type]
+        "message": lambda: set_progress(1, 2, 3),  # type: ignore[arg-type]
+    }
+    try:
+        calls[kind]()
+    except (TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "accepted"
+
+
+@task
+def hold_memory(megabytes: int, seconds: float) -> int:
+    """Holds ``megabytes`` MB of touched memory for ``seconds`` (the worker's memory shows it)."""
+    held = b"m" * (megabytes * 2**20)
+    time.sleep(seconds)
+    return len(held)
