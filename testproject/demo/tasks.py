@@ -1,12 +1,18 @@
 """The demo's tasks: Django's own ``@task``, run by ``manage.py runworker``."""
 
 import asyncio
+import logging
 import multiprocessing
+import time
 
 from django.tasks import task
 from django.utils import timezone
 
+from django_tasks_db import set_progress
+
 from .compute import slow_square
+
+logger = logging.getLogger(__name__)
 
 
 @task
@@ -41,3 +47,16 @@ def clock(context) -> str:
 def always_fails(reason: str) -> None:
     """Fails on every attempt: shows retries and errors in the admin."""
     raise RuntimeError(reason)
+
+
+@task(queue_name="reports")
+def import_rows(rows: int, pause: float = 0.05) -> dict:
+    """Shows a live log and progress in the admin and in `manage.py tasks log --follow`."""
+    print(f"Importing {rows} rows...")
+    for done in range(1, rows + 1):
+        time.sleep(pause)  # stands for real work on one row
+        if done % 10 == 0 or done == rows:
+            logger.warning("row %d of %d imported", done, rows)
+        set_progress(done, rows, f"row {done}")
+    print("Import finished.")
+    return {"rows": rows}

@@ -65,6 +65,10 @@ TASKS = {
             "POLL_INTERVAL": 0.5,
             "HEARTBEAT_INTERVAL": 5,
             "WORKER_DEAD_AFTER": 30,
+            # Finished tasks older than a week go, once a day (runscheduler does it).
+            "PRUNE_AFTER": 7,
+            # Lets a Prometheus without a session read /metrics (see docs/operating.md).
+            "METRICS_TOKEN": env.str("METRICS_TOKEN", default=None),
             # Created in the Schedule table when `runscheduler` starts; edit them in the admin.
             "SCHEDULES": {
                 "clock-every-5-seconds": {

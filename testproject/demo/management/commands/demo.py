@@ -38,6 +38,7 @@ class Command(BaseCommand):
                 tasks.greet.enqueue("Django"),
                 tasks.slow_squares.enqueue(8),
                 tasks.always_fails.enqueue("on purpose"),
+                tasks.import_rows.enqueue(20),
             ]
         rolled_back = self._enqueue_and_roll_back()
         self.stdout.write(f"Enqueued {len(results)} tasks; waiting for the worker...")
@@ -50,6 +51,13 @@ class Command(BaseCommand):
             raise CommandError(f"{exc} Is `manage.py runworker` running?") from exc
         for result in finished:
             self.stdout.write(self._line(result))
+        imported = Task.objects.get(pk=results[-1].id)
+        progress = imported.progress or {}
+        self.stdout.write(
+            f"{'tasks.import_rows':<24} kept {len(imported.log.splitlines())} log lines and "
+            f"progress {progress.get('current')}/{progress.get('total')} "
+            f"(manage.py tasks show {imported.pk})"
+        )
         exists = Task.objects.filter(pk=rolled_back).exists()
         self.stdout.write(
             f"{'tasks.add (rolled back)':<24} {'-':<10} never committed: "
@@ -57,7 +65,7 @@ class Command(BaseCommand):
         )
         if options["ticks"]:
             self._show_ticks(options["ticks"], options["timeout"])
-        expected = ["SUCCESSFUL", "SUCCESSFUL", "SUCCESSFUL", "FAILED"]
+        expected = ["SUCCESSFUL", "SUCCESSFUL", "SUCCESSFUL", "FAILED", "SUCCESSFUL"]
         if [r.status for r in finished] != expected or exists:
             raise CommandError("The demo did not end as expected.")
         self.stdout.write(self.style.SUCCESS("Demo finished as expected."))
