@@ -5,9 +5,10 @@ clock read once per request."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -84,3 +85,29 @@ def database_now(request: HttpRequest, using: str) -> datetime:
     if using not in cache:
         cache[using] = database_time(using)
     return cache[using]
+
+
+class ReadOnlyPage:
+    """A model admin whose object page shows and never saves: no Save buttons, and a
+    POST is refused (it would write back the row as it was read, e.g. a worker's
+    heartbeat and status). ``page_title`` names the page."""
+
+    page_title: Any = ""  # a lazy translation
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST":
+            return HttpResponseNotAllowed(["GET"])
+        context = {
+            "title": self.page_title,
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, context)  # type: ignore[misc]

@@ -6,17 +6,14 @@ written the first time someone pauses it. Nothing else on it is edited here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
-from django.utils.translation import gettext as _
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy, ngettext
 
 from .. import control
 from ..models import Queue
-from .display import badge, to_second
+from .display import ReadOnlyPage, badge, to_second
 
 
 def pause_or_resume(request: HttpRequest, queues: list[tuple[str, str]], paused: bool) -> int:
@@ -27,7 +24,9 @@ def pause_or_resume(request: HttpRequest, queues: list[tuple[str, str]], paused:
 
 
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(ReadOnlyPage, admin.ModelAdmin):
+    page_title = gettext_lazy("Queue")
+
     list_display = ["name", "backend_name", "state", "changed", "changed_by"]
     list_filter = ["paused", "backend_name"]
     search_fields = ["name"]
@@ -73,22 +72,3 @@ class QueueAdmin(admin.ModelAdmin):
         else:
             text = ngettext("%(n)d queue resumed.", "%(n)d queues resumed.", changed)
         self.message_user(request, text % {"n": changed}, messages.SUCCESS)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        """Read-only: no Save button, and a POST saves nothing."""
-        if request.method == "POST":
-            return HttpResponseNotAllowed(["GET"])
-        context = {
-            "title": _("Queue"),
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, context)

@@ -123,20 +123,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         )
 
     def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
-        what = [
-            "name",
-            "task_path",
-            "args",
-            "kwargs",
-            "cron",
-            "timezone",
-            "enabled",
-            "backend_name",
-            "queue_name",
-            "priority",
-            "missed_policy",
-            "catchup_window",
-        ]
+        what = list(ScheduleForm.Meta.fields)
         if obj is None:
             return [(None, {"fields": what})]
         what.insert(what.index("cron") + 1, "described")

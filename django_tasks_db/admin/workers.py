@@ -31,7 +31,7 @@ from .. import control
 from ..backend import DatabaseBackend, database_backend
 from ..models import LIVE_WORKER_STATUSES, Worker
 from ..overview import Health, heartbeat_age, worker_health
-from .display import EMPTY, age, badge, clock, database_now, to_second
+from .display import EMPTY, ReadOnlyPage, age, badge, clock, database_now, to_second
 
 HEALTH_BADGES = {
     Health.ALIVE: "ok",
@@ -69,7 +69,9 @@ def can_stop(worker: Worker) -> bool:
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(ReadOnlyPage, admin.ModelAdmin):
+    page_title = gettext_lazy("Worker")
+
     list_display = [
         "name",
         "health",
@@ -289,26 +291,6 @@ class WorkerAdmin(admin.ModelAdmin):
         )
 
     # -- the read-only page ------------------------------------------------------------------
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        """Nothing on a worker is edited here: no Save button, and a POST saves nothing
-        (it would write back the heartbeat and status it was read with)."""
-        if request.method == "POST":
-            return HttpResponseNotAllowed(["GET"])
-        context = {
-            "title": _("Worker"),
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, context)
 
     def render_change_form(
         self,
