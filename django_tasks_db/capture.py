@@ -18,9 +18,11 @@ way. Output a subprocess writes straight to file descriptors 1 and 2 is not seen
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -44,6 +46,15 @@ _MARK_START = "\n[... log truncated: MAX_LOG_BYTES="
 
 #: The run whose output the current context captures; None outside a worker's run.
 current_run: ContextVar[RunOutput | None] = ContextVar("django_tasks_db_run", default=None)
+
+
+def _forget_run_in_child() -> None:
+    """A process the task forks is not the run: its output is not captured, and it
+    must not touch the run's locks (the flusher may have held one at the fork)."""
+    current_run.set(None)
+
+
+os.register_at_fork(after_in_child=_forget_run_in_child)
 
 
 def _clean(text: str) -> str:
@@ -328,6 +339,37 @@ class _RunLogHandler(logging.Handler):
             current_run.reset(token)
 
 
+#: One tee per stream, reused run after run, and what tasks left in ``sys``: an
+#: object a run swaps out of ``sys.stdout``/``sys.stderr`` must not be freed at that
+#: moment. CPython's ``print()`` holds ``sys.stdout`` without a reference (fixed in
+#: 3.12.10 and 3.13.3, python/cpython#130163), so a thread printing while a run
+#: starts or ends would write to a freed object and crash the worker.
+_tees: dict[int, _Tee] = {}
+_MAX_TEES = 16
+#: (when, object) for the streams a task put in ``sys``, kept RETAIN_SECONDS.
+_retired: deque[tuple[float, object]] = deque()
+RETAIN_SECONDS = 10.0
+
+
+def _tee_for(stream: IO[str]) -> _Tee:
+    """The tee of ``stream`` (it holds the stream, so the id stays that stream's)."""
+    tee = _tees.get(id(stream))
+    if tee is None:
+        if len(_tees) >= _MAX_TEES:  # the process's streams changed many times (tests)
+            _retire(*_tees.values())
+            _tees.clear()
+        tee = _tees[id(stream)] = _Tee(stream)
+    return tee
+
+
+def _retire(*streams: object) -> None:
+    """Keep ``streams`` referenced for RETAIN_SECONDS."""
+    now = time.monotonic()
+    _retired.extend((now, stream) for stream in streams)
+    while _retired and now - _retired[0][0] > RETAIN_SECONDS:
+        _retired.popleft()
+
+
 @contextmanager
 def capturing(run: RunOutput) -> Iterator[None]:
     """Capture the run's output while the block runs; afterwards the streams and
@@ -336,11 +378,13 @@ def capturing(run: RunOutput) -> Iterator[None]:
     handler = _RunLogHandler(run)
     root = logging.getLogger()
     token = current_run.set(run)
-    sys.stdout, sys.stderr = _Tee(stdout), _Tee(stderr)
+    sys.stdout, sys.stderr = _tee_for(stdout), _tee_for(stderr)
     root.addHandler(handler)
     try:
         yield
     finally:
         root.removeHandler(handler)
+        # What the task put there, if anything, lives on a while (the tees live on anyway).
+        _retire(*(stream for stream in (sys.stdout, sys.stderr) if type(stream) is not _Tee))
         sys.stdout, sys.stderr = stdout, stderr
         current_run.reset(token)

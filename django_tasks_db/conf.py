@@ -15,6 +15,9 @@ from django.db import DEFAULT_DB_ALIAS
 
 from .exceptions import MAX_DELAY_SECONDS
 
+#: The largest MAX_LOG_BYTES (below MariaDB's default max_allowed_packet of 16 MiB).
+MAX_LOG_BYTES_LIMIT = 8 * 2**20
+
 
 @dataclass(frozen=True, slots=True)
 class BackendOptions:
@@ -88,6 +91,13 @@ class BackendOptions:
         for key in ("MAX_ATTEMPTS", "MAX_WORKER_LOSSES", "MAX_RESULT_BYTES", "MAX_LOG_BYTES"):
             if key in raw and not is_positive_int(raw[key]):
                 problems.append(f"{key} must be a whole number >= 1, not {raw[key]!r}.")
+        log_bytes = raw.get("MAX_LOG_BYTES", 1)
+        if is_positive_int(log_bytes) and log_bytes > MAX_LOG_BYTES_LIMIT:
+            problems.append(
+                f"MAX_LOG_BYTES must be at most {MAX_LOG_BYTES_LIMIT} (8 MiB: a log is "
+                "written in one statement, and MySQL/MariaDB refuse packets over "
+                f"max_allowed_packet), not {log_bytes!r}."
+            )
         prune_after = raw.get("PRUNE_AFTER")
         if prune_after is not None and not is_positive_number(prune_after):
             problems.append(

@@ -30,6 +30,9 @@ logger = logging.getLogger("django_tasks_db.scheduler")
 PRUNE_CHORE = "prune"
 #: Pruning runs at most once per this period (by the database's clock).
 PRUNE_EVERY = timedelta(days=1)
+#: A ``last_run_at`` further ahead of the database's clock than this is not believed
+#: (a hand edit, a clock set back): pruning is due at once instead of never.
+FUTURE_SLACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,17 @@ def claim_prune_duty(using: str) -> bool:
     """True for exactly one caller per PRUNE_EVERY, however many ask at once.
 
     One conditional UPDATE of the "prune" chore row moves ``last_run_at`` to now
-    only if it is empty or older than a day; the database lets one UPDATE change
-    the row, and the others find the condition false once it has.
+    only if it is empty, older than a day, or more than FUTURE_SLACK in the future;
+    the database lets one UPDATE change the row, and the others find the condition
+    false once it has.
     """
     chores = Chore.objects.using(using)
     chores.get_or_create(name=PRUNE_CHORE)  # a concurrent create is caught inside
-    due = Q(last_run_at__isnull=True) | Q(last_run_at__lt=DatabaseNow() - Value(PRUNE_EVERY))
+    due = (
+        Q(last_run_at__isnull=True)
+        | Q(last_run_at__lt=DatabaseNow() - Value(PRUNE_EVERY))
+        | Q(last_run_at__gt=DatabaseNow() + Value(FUTURE_SLACK))
+    )
     return bool(chores.filter(due, name=PRUNE_CHORE).update(last_run_at=DatabaseNow()))
 
 

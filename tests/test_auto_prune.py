@@ -90,6 +90,22 @@ def test_the_daily_duty_goes_to_exactly_one_of_many() -> None:
     assert claim_prune_duty("default") is True
 
 
+def test_a_last_run_in_the_future_does_not_block_pruning_forever() -> None:
+    """A hand edit or a database clock set back: an hour's slack, then due at once."""
+    Chore.objects.create(name="prune", last_run_at=timezone.now() + timedelta(minutes=50))
+    assert claim_prune_duty("default") is False
+    Chore.objects.filter(name="prune").update(last_run_at=timezone.now() + timedelta(days=400))
+    assert sorted(in_threads(3, lambda: claim_prune_duty("default"))) == [False, False, True]
+    assert claim_prune_duty("default") is False  # done today
+
+
+def test_a_deleted_chore_row_comes_back() -> None:
+    assert claim_prune_duty("default") is True
+    Chore.objects.all().delete()
+    assert claim_prune_duty("default") is True
+    assert Chore.objects.filter(name="prune", last_run_at__isnull=False).count() == 1
+
+
 def test_prune_if_due_deletes_old_rows_once_and_keeps_the_rest() -> None:
     old, kept = old_and_recent_rows()
     reports = in_threads(3, lambda: prune_if_due("default", 7))

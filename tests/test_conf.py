@@ -48,6 +48,7 @@ def test_defaults() -> None:
         ({"DATABASE": 1}, "DATABASE must be a database alias"),
         ({"HEARTBEAT_INTERVAL": 10, "WORKER_DEAD_AFTER": 10}, "must be longer than"),
         ({"MAX_LOG_BYTES": 0}, "MAX_LOG_BYTES must be a whole number"),
+        ({"MAX_LOG_BYTES": 16 * 2**20}, "MAX_LOG_BYTES must be at most 8388608"),
         ({"PRUNE_AFTER": 0}, "PRUNE_AFTER must be a positive number of days"),
         ({"PRUNE_AFTER": float("inf")}, "PRUNE_AFTER must be a positive number of days"),
         ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be a string of at least 16"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 def resident_memory_mb() -> float:
@@ -12,7 +13,10 @@ def resident_memory_mb() -> float:
         return memory
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Kilobytes, but bytes on macOS: read as KiB there, a 100 MB worker would seem to
+    # use 100 GB and --max-memory would recycle it after every task.
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def process_memory_mb(pid: int) -> float | None:

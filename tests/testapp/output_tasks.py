@@ -1,0 +1,23 @@
+"""Tasks that print, one of each kind (plain, async, with context), for the log capture tests."""
+
+from __future__ import annotations
+
+from django.tasks import TaskContext, task
+
+
+@task
+def say(text: str) -> str:
+    print(text)
+    return text
+
+
+@task
+async def async_say(text: str) -> str:
+    print(text)
+    return text
+
+
+@task(takes_context=True)
+def context_say(context: TaskContext, text: str) -> str:
+    print(text)
+    return text
