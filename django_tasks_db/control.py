@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.tasks import Task as DjangoTask
@@ -162,6 +162,9 @@ def enqueue(
     kwargs = {} if kwargs is None else kwargs
     if not isinstance(kwargs, dict):
         raise ControlError('kwargs must be a JSON object, e.g. {"report_id": 1}.')
+    odd_keys = [key for key in kwargs if not isinstance(key, str)]  # a caller's dict
+    if odd_keys:
+        raise ControlError(f"kwargs keys must be strings, not {odd_keys!r}.")
     if priority is not None and (
         not isinstance(priority, int)
         or isinstance(priority, bool)
@@ -173,6 +176,11 @@ def enqueue(
         )
     if run_after is not None and timezone.is_naive(run_after):
         raise ControlError("run_after must say its time zone.")
+    if run_after is not None:
+        try:  # stored in UTC: 9999-12-31 in New York is past the year 9999 there
+            run_after.astimezone(UTC)
+        except OverflowError as exc:
+            raise ControlError(f"run_after {run_after.isoformat()} is out of range.") from exc
     try:
         task = resolve_task(path)
     except InvalidTask as exc:
@@ -196,8 +204,11 @@ def parse_json(text: str | None, what: str, default: Any) -> Any:
         return default
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ControlError(f"{what} is not valid JSON: {exc}.") from exc
+    except RecursionError as exc:  # thousands of nested brackets
+        raise ControlError(f"{what} is not valid JSON: nested too deeply.") from exc
+    except ValueError as exc:  # JSONDecodeError, or a number of more than 4300 digits
+        reason = " ".join(str(exc).split(";")[0].split())
+        raise ControlError(f"{what} is not valid JSON: {reason}.") from exc
 
 
 # -- queues --------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidde
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_safe
 
-from .backend import DatabaseBackend
 from .control import ControlError, backend_for
 from .metrics import CONTENT_TYPE, render
 
@@ -27,20 +26,36 @@ def metrics(request: HttpRequest) -> HttpResponse:
     try:
         backend = backend_for(request.GET.get("backend", "default"))
     except ControlError as exc:
+        # Only a reader learns which backends exist; anyone else gets the same 403.
+        if not may_read(request, default_token()):
+            return forbidden()
         raise Http404(str(exc)) from exc
-    if not may_read(request, backend):
-        return HttpResponseForbidden(
-            "Send 'Authorization: Bearer <METRICS_TOKEN>' or log in as staff with "
-            f"{VIEW_PERMISSION}.\n",
-            content_type="text/plain; charset=utf-8",
-        )
+    if not may_read(request, backend.settings.metrics_token):
+        return forbidden()
     response = HttpResponse(render(backend), content_type=CONTENT_TYPE)
     add_never_cache_headers(response)
     return response
 
 
-def may_read(request: HttpRequest, backend: DatabaseBackend) -> bool:
-    if bearer_matches(request, backend.settings.metrics_token):
+def forbidden() -> HttpResponse:
+    return HttpResponseForbidden(
+        "Send 'Authorization: Bearer <METRICS_TOKEN>' or log in as staff with "
+        f"{VIEW_PERMISSION}.\n",
+        content_type="text/plain; charset=utf-8",
+    )
+
+
+def default_token() -> str | None:
+    """The default backend's METRICS_TOKEN (None when it is not this app's backend)."""
+    try:
+        return backend_for("default").settings.metrics_token
+    except ControlError:
+        return None
+
+
+def may_read(request: HttpRequest, token: str | None) -> bool:
+    """A bearer ``token`` (never when unset), or a staff session with view_task."""
+    if bearer_matches(request, token):
         return True
     user = getattr(request, "user", None)
     return bool(

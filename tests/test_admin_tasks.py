@@ -328,6 +328,24 @@ def test_the_page_refreshes_a_running_task_from_its_live_view(admin_client: Clie
     assert "data-dtdb-live" not in admin_client.get(page(finished())).content.decode()
 
 
+def test_progress_too_big_for_a_float_is_shown_without_a_percentage(
+    admin_client: Client,
+) -> None:
+    task = TaskFactory(status=TaskStatus.RUNNING, attempts=1, started_at=timezone.now())
+    Task.objects.filter(pk=task.pk).update(progress={"current": 10**400, "total": 3})
+    response = admin_client.get(page(task))
+    assert response.status_code == 200 and "0" * 300 in response.content.decode()
+    progress = admin_client.get(f"{LIST}{task.pk}/live.json").json()["progress"]
+    assert progress["current"] == 10**400 and progress["percent"] is None
+
+
+def test_a_worker_id_too_big_for_the_column_filters_to_nothing(admin_client: Client) -> None:
+    TaskFactory(worker=WorkerFactory())
+    for value in ("9" * 30, "²"):  # "²".isdigit(), but no int
+        response = admin_client.get(f"{LIST}?worker__id__exact={value}")
+        assert response.status_code == 200 and "0 tasks" in response.content.decode()
+
+
 def test_the_page_saves_nothing(admin_client: Client) -> None:
     task = TaskFactory()
     response = admin_client.post(page(task), {"status": "SUCCESSFUL", "priority": 9})
@@ -363,6 +381,21 @@ def test_bulk_retry_moves_failed_tasks_back_and_keeps_their_errors(admin_client:
     row = fresh(failed)
     assert (row.status, row.attempts, len(row.errors), row.finished_at) == ("READY", 0, 3, None)
     assert fresh(done).status == TaskStatus.SUCCESSFUL
+
+
+@pytest.mark.parametrize("action", ["retry", "cancel", "abort"])
+def test_bulk_actions_read_ids_not_logs_and_tracebacks(admin_client: Client, action: str) -> None:
+    """Selecting all may pick a million rows: an action that only needs their ids
+    must not load every log (up to MAX_LOG_BYTES each) and traceback with them."""
+    rows = [finished(log="x" * 1000), TaskFactory(log="y" * 1000)]
+    with CaptureQueriesContext(connection) as queries:
+        bulk(admin_client, action, *rows)
+    # The selection: the rows whose ids were posted (transitions may then read a row).
+    selections = [
+        q["sql"] for q in queries if q["sql"].startswith("SELECT") and " IN (" in q["sql"]
+    ]
+    assert selections
+    assert not [sql for sql in selections if re.search(r"""[."`]log["`]""", sql)]
 
 
 def test_bulk_cancel_and_abort(admin_client: Client) -> None:
@@ -482,12 +515,28 @@ def test_enqueue_good_input_writes_a_task(admin_client: Client) -> None:
         ({"priority": "101"}, "Ensure this value is less than or equal to 100"),
         ({"priority": "-101"}, "Ensure this value is greater than or equal to -100"),
         ({"task": "os.system"}, "Select a valid choice"),
+        ({"args": "[" * 5000 + "]" * 5000}, "args is not valid JSON: nested too deeply"),
+        ({"args": f"[{'1' * 5000}, 2]"}, "args is not valid JSON: Exceeds the limit"),
+        ({"args": '["\\u0000", 2]'}, "Task arguments hold text no database stores"),
+        (
+            {"kwargs": '{"b": "\\ud800"}', "args": "[1]"},
+            "Task keyword arguments hold text no database stores",
+        ),
     ],
 )
 def test_enqueue_bad_input_writes_nothing(admin_client: Client, fields: dict, message: str) -> None:
     response = enqueue(admin_client, **fields)
     assert response.status_code == 200
     assert message in response.content.decode().replace("&#x27;", "'")
+    assert not Task.objects.exists()
+
+
+def test_enqueue_a_run_after_past_the_last_year_in_utc_writes_nothing(
+    admin_client: Client, settings
+) -> None:
+    settings.TIME_ZONE = "America/New_York"
+    response = enqueue(admin_client, run_after="9999-12-31T23:59:59")
+    assert response.status_code == 200 and "is out of range" in response.content.decode()
     assert not Task.objects.exists()
 
 

@@ -197,3 +197,14 @@ def test_stop_from_the_admin_shuts_a_real_worker_down_gracefully(processes) -> N
     worker.refresh_from_db()
     assert worker.status == Worker.Status.STOPPED
     assert Task.objects.get(pk=result.id).status == TaskStatus.SUCCESSFUL  # it finished first
+
+
+@pytest.mark.parametrize(
+    ("memory", "shown"), [(41.6, "42 MiB"), (float("inf"), "inf MiB"), (None, "-")]
+)
+def test_memory_as_written_by_hand_still_shows(memory, shown) -> None:
+    """PostgreSQL and SQLite keep an infinite float, which round() refuses."""
+    from django.contrib import admin
+
+    model_admin = admin.site.get_model_admin(Worker)
+    assert model_admin.memory(Worker(memory_mb=memory)) == shown

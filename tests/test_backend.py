@@ -265,3 +265,13 @@ def test_a_time_limit_is_finite_and_at_most_a_year(timeout: float) -> None:
     """An endless limit overflowed the supervisor's deadline and stopped its heartbeats."""
     with pytest.raises(InvalidTask, match="at most a year"):
         tasks.add.using(timeout=timeout).enqueue(1, 2)
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "a\ud800b"])
+def test_text_no_database_stores_is_refused_at_enqueue_on_every_database(text: str) -> None:
+    """PostgreSQL refuses NUL and lone surrogates, MariaDB the latter: refused alike."""
+    with pytest.raises(InvalidTaskArguments, match="text no database stores"):
+        tasks.send_email.enqueue(text)
+    with pytest.raises(InvalidTaskArguments, match="text no database stores"):
+        tasks.send_email.enqueue("to", subject={text: 1})  # keys too
+    assert not Task.objects.exists()

@@ -82,7 +82,16 @@ def test_times_to_the_second_in_the_current_zone(settings) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.25, "0.25s"), (42, "42.0s"), (185, "3m05s"), (7380, "2h03m"), (273600, "3d04h")],
+    [
+        (0.25, "0.25s"),
+        (42, "42.0s"),
+        (185, "3m05s"),
+        (7380, "2h03m"),
+        (273600, "3d04h"),
+        # A hand-edited timeout (PostgreSQL and SQLite store both).
+        (float("inf"), "inf"),
+        (float("nan"), "nan"),
+    ],
 )
 def test_durations(seconds, text) -> None:
     assert format_duration(seconds) == text
@@ -151,6 +160,23 @@ def test_show_gives_fields_tracebacks_progress_and_log() -> None:
     assert document["progress"]["current"] == 3
     assert document["errors"][0]["traceback"].endswith("ValueError: boom\n")
     assert (document["status"], document["actions"]) == ("FAILED", ["retry", "run_again"])
+
+
+def test_show_and_workers_survive_odd_rows() -> None:
+    """Rows written by hand: times that are not times, a number too big for a float,
+    domains that are not strings. Shown as they are, never a traceback."""
+    row = failed_task(progress={"current": 10**400, "total": 3, "at": "yesterday"})
+    Task.objects.filter(pk=row.pk).update(
+        errors=[{"attempt": 1, "exception_class_path": "x.Boom", "at": "2024-99-99T00:00:00"}]
+    )
+    text = tasks("show", str(row.pk))
+    assert "#1  x.Boom  worker -  at 2024-99-99T00:00:00" in text
+    assert "(at yesterday)" in text and "%)" not in text
+    WorkerFactory(name="odd", domains=[5, None, "emails"])
+    WorkerFactory(name="odder", domains={"emails": 1})
+    lines = tasks("workers").splitlines()
+    assert any(line.startswith("odd ") and "5,None,emails" in line for line in lines)
+    assert any(line.startswith("odder ") and "(all)" in line for line in lines)
 
 
 def test_log_of_a_finished_task_prints_it_and_returns() -> None:
@@ -243,7 +269,7 @@ def test_workers_with_their_health() -> None:
     assert {w["name"]: w["health"] for w in as_json("workers", "--all")}["gone"] == "stopped"
     text = tasks("workers").splitlines()
     assert text[0].split()[:3] == ["NAME", "HEALTH", "HOST"]
-    assert any(alive.name in line and "emails" in line and "42 MB" in line for line in text)
+    assert any(alive.name in line and "emails" in line and "42 MiB" in line for line in text)
 
 
 def test_queues_with_depth_lag_paused_and_workers() -> None:
@@ -326,6 +352,15 @@ def test_bad_input_from_the_command_line_is_one_line(run_tasks) -> None:
         ("enqueue", "tests.testapp.tasks.add", "--args", "[1"): "--args is not valid JSON",
         ("enqueue", "tests.testapp.tasks.add", "--priority", "x"): "invalid int value: 'x'",
         ("pause", "nope"): "Unknown queue 'nope'",
+        ("enqueue", "tests.testapp.tasks.add", "--args", "[" * 5000 + "]" * 5000): (
+            "--args is not valid JSON: nested too deeply"
+        ),
+        ("enqueue", "tests.testapp.tasks.add", "--args", f"[{'1' * 5000}, 2]"): (
+            "--args is not valid JSON: Exceeds the limit"
+        ),
+        ("enqueue", "tests.testapp.tasks.add", "--args", '["\\u0000", 2]'): (
+            "Task arguments hold text no database stores"
+        ),
     }
     started = {args: run_tasks(*args) for args in cases}
     for args, process in started.items():

@@ -1,6 +1,7 @@
 """control.py: the operator actions the admin and ``manage.py tasks`` share."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -68,6 +69,11 @@ def test_run_again_enqueues_a_copy() -> None:
     )
 
 
+NAIVE = datetime(2031, 1, 2, 3, 4, 5)
+#: In UTC the year 10000: no database column holds it.
+LAST_NY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=ZoneInfo("America/New_York"))
+
+
 @pytest.mark.parametrize(
     ("path", "args", "kwargs", "options", "message"),
     [
@@ -80,6 +86,9 @@ def test_run_again_enqueues_a_copy() -> None:
         ("tests.testapp.tasks.add", [1, 2], {}, {"priority": 101}, "between -100 and 100"),
         ("tests.testapp.tasks.add", [1, 2], {}, {"priority": True}, "whole number"),
         ("tests.testapp.tasks.add", [1, 2], {}, {"backend": "nope"}, "nope"),
+        ("tests.testapp.tasks.add", [1], {2: 3}, {}, "kwargs keys must be strings"),
+        ("tests.testapp.tasks.add", [1, 2], {}, {"run_after": NAIVE}, "time zone"),
+        ("tests.testapp.tasks.add", [1, 2], {}, {"run_after": LAST_NY}, "is out of range"),
     ],
 )
 def test_enqueue_refuses_bad_input_and_writes_nothing(path, args, kwargs, options, message) -> None:
@@ -99,6 +108,37 @@ def test_parse_json_says_what_is_wrong() -> None:
     assert control.parse_json("[1, 2]", "--args", []) == [1, 2]
     with pytest.raises(ControlError, match="--kwargs is not valid JSON"):
         control.parse_json("{a: 1}", "--kwargs", {})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "--args is not valid JSON: nested too deeply."),
+        (f"[{'1' * 5000}]", "--args is not valid JSON: Exceeds the limit (4300 digits)"),
+    ],
+)
+def test_parse_json_refuses_what_python_cannot_read(text: str, message: str) -> None:
+    with pytest.raises(ControlError) as caught:
+        control.parse_json(text, "--args", [])
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (["nul \x00 inside", 2], {}, "Task arguments hold text no database stores"),
+        (["\ud800", 2], {}, "Task arguments hold text no database stores"),
+        ([1], {"b\x00": 2}, "Task keyword arguments hold text no database stores"),
+        ([1], {"b": {"deep": ["\udfff"]}}, "Task keyword arguments hold text no database stores"),
+    ],
+)
+def test_enqueue_refuses_text_no_database_stores(args, kwargs, message) -> None:
+    """A NUL or a lone surrogate: PostgreSQL refuses both, MariaDB the latter, SQLite
+    neither. Refused alike everywhere, before anything is written."""
+    with pytest.raises(ControlError, match=message):
+        control.enqueue("tests.testapp.tasks.add", args, kwargs)
+    assert not Task.objects.exists()
+    control.enqueue("tests.testapp.tasks.add", ["emoji \U0001f600 and ü", 2])  # fine
 
 
 def test_tasks_by_id_names_the_bad_one() -> None:

@@ -176,3 +176,6 @@ def test_no_token_configured_means_no_bearer_access(client) -> None:
 def test_the_backend_parameter(client, token) -> None:
     assert scrape(client, backend="default").status_code == 200
     assert scrape(client, backend="nope").status_code == 404
+    # Without the token no one learns which backends exist.
+    assert scrape(client, backend="nope", token=None).status_code == 403
+    assert scrape(client, backend="nope", token="wrong-token-0123456789").status_code == 403

@@ -14,7 +14,12 @@ from django.utils.translation import gettext_lazy as _
 from .. import control
 
 #: Which field an error of ``control.enqueue`` belongs to, by the start of its message.
-_FIELD_OF_ERROR = {"args": "args", "kwargs": "kwargs", "priority": "priority"}
+_FIELD_OF_ERROR = {
+    "args": "args",
+    "kwargs": "kwargs",
+    "priority": "priority",
+    "run_after": "run_after",
+}
 
 
 class EnqueueForm(forms.Form):

@@ -79,7 +79,9 @@ class WorkerFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        return queryset.filter(worker_id=int(value)) if value.isdigit() else queryset.none()
+        # Beyond a 64-bit key no worker can match (and SQLite could not take the number).
+        fits = value.isascii() and value.isdigit() and int(value) < 2**63
+        return queryset.filter(worker_id=int(value)) if fits else queryset.none()
 
 
 def search(queryset: QuerySet[Task], text: str) -> QuerySet[Task]:

@@ -72,7 +72,10 @@ def progress(task: Task) -> dict[str, Any] | None:
     current, total = value.get("current"), value.get("total")
     percent = None
     if isinstance(current, int | float) and isinstance(total, int | float) and total > 0:
-        percent = max(0.0, min(100.0, 100.0 * current / total))
+        try:
+            percent = max(0.0, min(100.0, 100.0 * current / total))
+        except OverflowError:  # integers too big for a float: no percentage
+            percent = None
     return {
         "current": current,
         "total": total,

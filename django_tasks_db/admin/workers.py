@@ -7,6 +7,7 @@ makes a worker look dead.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib import admin, messages
@@ -203,6 +204,8 @@ class WorkerAdmin(ReadOnlyPage, admin.ModelAdmin):
     def memory(self, worker: Worker) -> str:
         if worker.memory_mb is None:
             return EMPTY
+        if not math.isfinite(worker.memory_mb):  # written by hand; round() would raise
+            return _("%(n)s MiB") % {"n": worker.memory_mb}
         return _("%(n)d MiB") % {"n": round(worker.memory_mb)}
 
     @admin.display(description=gettext_lazy("Started / stopped"), ordering="started_at")

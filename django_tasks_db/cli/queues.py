@@ -66,16 +66,24 @@ def workers(command: BaseCommand, backend: DatabaseBackend, options: dict[str, A
                     w["health"],
                     w["host"],
                     w["pid"],
-                    ",".join(w["domains"]) if w["domains"] else "(all)",
+                    queues_text(w["domains"]),
                     f"{w['heartbeat_age_seconds']:.1f}s ago",
                     w["current_task"],
                     w["tasks_processed"],
-                    f"{w['memory_mb']:.0f} MB" if w["memory_mb"] is not None else None,
+                    f"{w['memory_mb']:.0f} MiB" if w["memory_mb"] is not None else None,
                 )
                 for w in found
             ],
         )
     )
+
+
+def queues_text(domains: object) -> str:
+    """A worker's queues for the table; a hand-edited ``domains`` that is not a list
+    counts as empty (every queue), as ``overview.serves`` reads it."""
+    if not isinstance(domains, list) or not domains:
+        return "(all)"
+    return ",".join(str(d) for d in domains)
 
 
 # -- queues --------------------------------------------------------------------------------

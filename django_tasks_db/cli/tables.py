@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -71,6 +72,8 @@ def format_duration(seconds: float | None) -> str:
     """Short and exact enough to compare: ``0.25s``, ``42.0s``, ``3m05s``, ``2h03m``, ``3d04h``."""
     if seconds is None:
         return EMPTY
+    if not math.isfinite(seconds):  # a hand-edited timeout: int() would raise
+        return str(seconds)
     if seconds < 10:
         return f"{seconds:.2f}s"
     if seconds < 60:

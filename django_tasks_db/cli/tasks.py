@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -168,6 +169,17 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def when_text(value: object) -> str:
+    """A time stored as an ISO string in a JSON column (an error entry's or the
+    progress's ``at``) to the second; anything else a hand-edited row holds, as is."""
+    if value is None or value == "":
+        return EMPTY
+    try:
+        return format_time(datetime.fromisoformat(value)) if isinstance(value, str) else str(value)
+    except ValueError:
+        return str(value)
+
+
 def show(command: BaseCommand, backend: DatabaseBackend, options: dict[str, Any]) -> None:
     (row,) = control.tasks_by_id([options["id"]], backend.database)
     now = database_time(backend.database)
@@ -209,10 +221,9 @@ def show_lines(row: Task, now: datetime) -> list[str]:
     errors = [e for e in as_list(row.errors) if isinstance(e, dict)]
     lines += ["", _("Failed attempts ({n})").format(n=len(errors))]
     for entry in errors:
-        when = _parse(entry.get("at")) if isinstance(entry.get("at"), str) else None
         lines.append(
             f"  #{entry.get('attempt', '?')}  {entry.get('exception_class_path', '?')}  "
-            f"worker {entry.get('worker') or EMPTY}  at {format_time(when)}"
+            f"worker {entry.get('worker') or EMPTY}  at {when_text(entry.get('at'))}"
         )
         lines += [f"    {line}" for line in str(entry.get("traceback", "")).rstrip().splitlines()]
     lines += ["", _("Progress"), f"  {progress_text(row.progress)}"]
@@ -227,11 +238,12 @@ def progress_text(progress: object) -> str:
     current, total = progress.get("current"), progress.get("total")
     text = f"{current}" if total in (None, "") else f"{current} / {total}"
     if isinstance(current, int | float) and isinstance(total, int | float) and total:
-        text += f" ({100 * current / total:.0f}%)"
+        with contextlib.suppress(OverflowError):  # integers too big for a float: no %
+            text += f" ({100 * current / total:.0f}%)"
     if progress.get("message"):
         text += f"  {progress['message']}"
-    if isinstance(progress.get("at"), str):
-        text += f"  (at {format_time(_parse(progress['at']))})"
+    if progress.get("at"):
+        text += f"  (at {when_text(progress['at'])})"
     return text
 
 
