@@ -114,11 +114,13 @@ def photograph(base: str, failed_id: str, long_id: str, schedule_pk: str) -> Non
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
         page.goto(f"{base}/admin/login/?next=/admin/")
         page.fill("#id_username", "admin")
         page.fill("#id_password", "admin")
         page.click("input[type=submit]")
+        # The admin's navigation sidebar closed: the pages get the whole width.
+        page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
         admin = f"{base}/admin/django_tasks_db"
         shots = {
             "dashboard": f"{admin}/dashboard/",
