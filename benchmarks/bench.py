@@ -56,6 +56,15 @@ def enqueue_rate(count: int, in_one_transaction: bool) -> float:
     return count / (time.perf_counter() - started)
 
 
+def bulk_enqueue_rate(count: int) -> float:
+    """One ``enqueue_many`` of ``count`` tasks, in autocommit."""
+    reset()
+    calls = [((i, i), {}) for i in range(count)]
+    started = time.perf_counter()
+    tasks.add.enqueue_many(calls)
+    return count / (time.perf_counter() - started)
+
+
 def drain_rate(count: int, processes: int) -> float:
     reset()
     with transaction.atomic():
@@ -100,6 +109,7 @@ def main() -> None:
     rows = [
         ("enqueue, autocommit", f"{enqueue_rate(500, False):,.0f} tasks/s"),
         ("enqueue, one transaction", f"{enqueue_rate(args.tasks, True):,.0f} tasks/s"),
+        ("enqueue, bulk (10,000 in one call)", f"{bulk_enqueue_rate(10_000):,.0f} tasks/s"),
     ]
     for processes in (1, 4):
         rate = drain_rate(args.tasks, processes)

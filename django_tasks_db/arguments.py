@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.utils.json import normalize_json
 
@@ -14,8 +15,16 @@ from .exceptions import InvalidTaskArguments
 
 def to_json(value: Any, what: str) -> Any:
     """Return ``value`` exactly as it will come back from the database, or raise."""
+    return to_json_text(value, what)[0]
+
+
+def to_json_text(value: Any, what: str) -> tuple[Any, str]:
+    """``to_json`` and the JSON text it was read back from (what the database stores)."""
+    if not value and type(value) in (list, dict):
+        return type(value)(), "[]" if type(value) is list else "{}"
     try:
-        return json.loads(json.dumps(normalize_json(value), allow_nan=False))
+        text = json.dumps(normalize_json(value), allow_nan=False)
+        return json.loads(text), text
     except (TypeError, ValueError) as exc:
         raise InvalidTaskArguments(f"{what} must be JSON-serialisable: {exc}") from exc
 
@@ -50,7 +59,7 @@ def check_binding(
 ) -> None:
     """Raise when the arguments would not bind to the task function's signature."""
     try:
-        signature = inspect.signature(func)
+        signature = _signature(func)
     except (TypeError, ValueError):  # builtins without a signature: nothing to check
         return
     leading = (None,) if takes_context else ()
@@ -62,6 +71,21 @@ def check_binding(
         ) from exc
 
 
+@functools.lru_cache(maxsize=1024)
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature``, once per task function: it costs more than the binding."""
+    return inspect.signature(func)
+
+
+class PreparedArguments(NamedTuple):
+    """What to store for one call, as values and as the JSON text of each."""
+
+    args: list[Any]
+    kwargs: dict[str, Any]
+    args_json: str
+    kwargs_json: str
+
+
 def prepare_arguments(
     func: Callable[..., Any] | None,
     args: Sequence[Any],
@@ -69,8 +93,19 @@ def prepare_arguments(
     takes_context: bool = False,
 ) -> tuple[list[Any], dict[str, Any]]:
     """JSON-check and (when the function is known) bind; return what to store."""
-    stored_args = to_json(list(args), "Task arguments")
-    stored_kwargs = to_json(dict(kwargs), "Task keyword arguments")
+    prepared = prepare_arguments_json(func, args, kwargs, takes_context)
+    return prepared.args, prepared.kwargs
+
+
+def prepare_arguments_json(
+    func: Callable[..., Any] | None,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    takes_context: bool = False,
+) -> PreparedArguments:
+    """``prepare_arguments`` keeping the JSON text too (bulk enqueue writes it as is)."""
+    stored_args, args_json = to_json_text(list(args), "Task arguments")
+    stored_kwargs, kwargs_json = to_json_text(dict(kwargs), "Task keyword arguments")
     for what, value in (("Task arguments", stored_args), ("Task keyword arguments", stored_kwargs)):
         if not storable(value):
             raise InvalidTaskArguments(
@@ -79,4 +114,4 @@ def prepare_arguments(
             )
     if func is not None:
         check_binding(func, stored_args, stored_kwargs, takes_context)
-    return stored_args, stored_kwargs
+    return PreparedArguments(stored_args, stored_kwargs, args_json, kwargs_json)

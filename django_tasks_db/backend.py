@@ -8,12 +8,15 @@ Models are imported lazily: this module is imported while settings load.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from asgiref.sync import sync_to_async
 from django.core import checks
+from django.db import transaction
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
@@ -22,6 +25,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from .arguments import prepare_arguments
+from .bulk import Call, call_pairs, insert_rows, prepare_calls
 from .conf import BackendOptions, is_positive_int, is_positive_number, is_time_limit
 from .db import notify_enqueued
 from .results import get_row, row_to_result, wait_for_row
@@ -75,6 +79,21 @@ class DatabaseTask(Task):
         changes = {name: value for name, value in options.items() if value is not None}
         return replace(task, **changes) if changes else task
 
+    def enqueue_many(self, calls: Iterable[Call]) -> list[TaskResult]:
+        """Enqueue this task once per ``(args, kwargs)`` pair, e.g.
+        ``send.enqueue_many([(("a@example.com",), {"subject": "hi"}), ...])``.
+
+        All or nothing: every call is checked as ``enqueue`` checks it before any
+        row is written (``InvalidTaskArguments`` names the failing call's index);
+        rows go in one INSERT per batch, in the caller's transaction. Returns the
+        results in the order of ``calls``. See ``DatabaseBackend.enqueue_many``.
+        """
+        return _database_backend_of(self).enqueue_many(self, calls)
+
+    async def aenqueue_many(self, calls: Iterable[Call]) -> list[TaskResult]:
+        """``enqueue_many`` from async code."""
+        return await _database_backend_of(self).aenqueue_many(self, calls)
+
 
 _OWN_FIELDS = {
     "max_attempts",
@@ -95,6 +114,16 @@ def database_backend(alias: str) -> DatabaseBackend:
     if not isinstance(backend, DatabaseBackend):
         raise ValueError(
             f"Task backend {alias!r} is {type(backend).__name__}, not DatabaseBackend."
+        )
+    return backend
+
+
+def _database_backend_of(task: Task) -> DatabaseBackend:
+    backend = task.get_backend()
+    if not isinstance(backend, DatabaseBackend):
+        raise InvalidTask(
+            f"enqueue_many() needs a DatabaseBackend; backend {task.backend!r} is "
+            f"{type(backend).__name__} (django_tasks_db.bulk.enqueue_many works with any)."
         )
     return backend
 
@@ -186,6 +215,66 @@ class DatabaseBackend(BaseTaskBackend):
         send_robustly(task_enqueued, type(self), task_result=result)
         return result
 
+    def enqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+        """Enqueue ``task`` once per ``(args, kwargs)`` pair in ``calls``; the
+        results in the same order. Queue, priority, run_after and the other options
+        come from ``task`` (``task.using(...)`` first, as with ``enqueue``).
+
+        All or nothing: ``validate_task`` once, then each call's arguments exactly as
+        ``enqueue`` checks them, before anything is written; a bad call raises what
+        ``enqueue`` would, prefixed with its index ("Call 3: ..."). The rows go in
+        one INSERT per batch (``bulk.BATCH_ROWS``) on ``DATABASE`` in the caller's
+        transaction, under a savepoint: a failing batch takes the earlier ones
+        with it and leaves the caller's transaction usable. Django's
+        ``task_enqueued`` is sent once per task, idle workers are woken once.
+        """
+        self.validate_task(task)
+        calls_json = prepare_calls(task, call_pairs(calls))
+        if not calls_json:
+            return []
+        now = timezone.now()
+        template = self._new_row(
+            task_path=task.module_path,
+            args=[],
+            kwargs={},
+            queue_name=task.queue_name,
+            priority=task.priority,
+            run_after=task.run_after,
+            max_attempts=getattr(task, "max_attempts", None),
+            timeout=getattr(task, "timeout", None),
+            enqueued_at=now,
+        )
+        ids = [uuid.uuid4() for _ in calls_json]
+        with transaction.atomic(using=self.database):
+            insert_rows(template, ids, calls_json, self.database)
+            if task.run_after is None or task.run_after <= now:
+                notify_enqueued(self.database, task.queue_name)
+        first = row_to_result(template, task)  # the placement, built once for all rows
+        results: list[TaskResult] = [
+            TaskResult(
+                task=first.task,
+                id=str(task_id),
+                status=first.status,
+                enqueued_at=now,
+                started_at=None,
+                finished_at=None,
+                last_attempted_at=None,
+                args=call.args,
+                kwargs=call.kwargs,
+                backend=first.backend,
+                errors=[],
+                worker_ids=[],
+            )
+            for task_id, call in zip(ids, calls_json, strict=True)
+        ]
+        for result in results:
+            send_robustly(task_enqueued, type(self), task_result=result)
+        return results
+
+    async def aenqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+        """``enqueue_many`` from async code."""
+        return await sync_to_async(self.enqueue_many, thread_sensitive=True)(task, calls)
+
     def enqueue_by_path(
         self,
         task_path: str,
@@ -239,9 +328,41 @@ class DatabaseBackend(BaseTaskBackend):
         timeout: float | None,
         declared_later: bool = False,
     ) -> Any:
+        now = timezone.now()
+        row = self._new_row(
+            task_path=task_path,
+            args=args,
+            kwargs=kwargs,
+            queue_name=queue_name,
+            priority=priority,
+            run_after=run_after,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            enqueued_at=now,
+            declared_later=declared_later,
+        )
+        row.save(using=self.database, force_insert=True)
+        if run_after is None or run_after <= now:
+            notify_enqueued(self.database, queue_name)
+        return row
+
+    def _new_row(
+        self,
+        *,
+        task_path: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        queue_name: str,
+        priority: int,
+        run_after: datetime | None,
+        max_attempts: int | None,
+        timeout: float | None,
+        enqueued_at: datetime,
+        declared_later: bool = False,
+    ) -> Any:
+        """An unsaved row, with the backend's defaults for options left out."""
         from .models import Task as TaskRow
 
-        now = timezone.now()
         # Due now means due by the database's clock, which workers claim by (the
         # column's default): a web host whose clock runs ahead must not hold its
         # tasks back. run_after is the caller's own wall time, and stays so.
@@ -253,15 +374,12 @@ class DatabaseBackend(BaseTaskBackend):
             args=args,
             kwargs=kwargs,
             run_after=run_after,
-            enqueued_at=now,
+            enqueued_at=enqueued_at,
             max_attempts=None if declared_later else max_attempts or self.settings.max_attempts,
             timeout=timeout if timeout is not None or declared_later else self.settings.timeout,
         )
         if run_after is not None:
             row.available_at = run_after  # else the column's default: the database's time
-        row.save(using=self.database, force_insert=True)
-        if run_after is None or run_after <= now:
-            notify_enqueued(self.database, queue_name)
         return row
 
     # -- results ------------------------------------------------------------------------

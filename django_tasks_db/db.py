@@ -70,6 +70,35 @@ def database_time(using: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def insert_varying_rows(
+    cursor: Any,
+    connection: BaseDatabaseWrapper,
+    insert: str,
+    constants: list[Any],
+    ids: list[Any],
+    args_json: list[str],
+    kwargs_json: list[str],
+) -> None:
+    """One INSERT of task rows that differ only in (id, args, kwargs), the first
+    three columns of ``insert`` ("INSERT INTO t (id, args, kwargs, ...)"); the other
+    columns take ``constants``. PostgreSQL gets the varying columns as three arrays
+    (``unnest``: three parameters whatever the number of rows); the others one
+    ``VALUES`` row per task (bulk enqueue, see ``bulk.py``)."""
+    constant_marks = ", ".join(["%s"] * len(constants))
+    if connection.vendor == "postgresql":
+        cursor.execute(
+            f"{insert} SELECT u.*, {constant_marks} FROM "
+            "unnest(%s::uuid[], %s::jsonb[], %s::jsonb[]) AS u(id, args, kwargs)",
+            [*constants, ids, args_json, kwargs_json],
+        )
+        return
+    row = f"(%s, %s, %s, {constant_marks})" if constants else "(%s, %s, %s)"
+    params: list[Any] = []
+    for values in zip(ids, args_json, kwargs_json, strict=True):
+        params += (*values, *constants)
+    cursor.execute(f"{insert} VALUES " + ", ".join([row] * len(ids)), params)
+
+
 def serialises_claims_by_write_lock(connection: BaseDatabaseWrapper) -> bool:
     """True where ``FOR UPDATE`` is dropped and a claim must hold the write lock instead."""
     return not connection.features.has_select_for_update

@@ -1,0 +1,157 @@
+"""Bulk enqueue: many runs of one task, checked first, written in few INSERTs.
+
+Every call is checked exactly as ``enqueue`` checks it before anything is written,
+so one bad call anywhere in the list leaves the database untouched. The rows then
+go in batches (``BATCH_ROWS`` rows, at most ``BATCH_BYTES`` of arguments each), one
+INSERT per batch, on the backend's database inside the caller's transaction.
+
+The INSERT is written here, not by ``bulk_create``: rows of one call differ only
+in id and arguments, and compiling 10,000 model instances field by field costs
+~100 µs a row (5,000 tasks/s), ten times the database's own work. Every other
+column's value is prepared once by its model field (a new field is picked up by
+itself); ``db.insert_varying_rows`` writes the statement for each database.
+``available_at`` is left out when due now, so the column's default (the database's
+clock) fills it, as for ``enqueue``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections
+from django.db.models.expressions import DatabaseDefault
+from django.tasks import Task, TaskResult
+
+from .arguments import PreparedArguments, prepare_arguments_json
+from .db import insert_varying_rows
+from .exceptions import InvalidTaskArguments
+
+if TYPE_CHECKING:
+    from .models import Task as TaskRow
+
+#: Rows per INSERT, measured with 10,000 no-op tasks: on PostgreSQL 1,000 beat
+#: 5,000 and 10,000 (quoting one huge array costs more), on SQLite and MariaDB
+#: 100 to 2,000 are alike. SQLite's limit on bound variables may cut it lower.
+BATCH_ROWS = 1000
+#: Arguments (JSON text) per INSERT: a batch of large arguments stays far below
+#: MariaDB's ``max_allowed_packet`` (16 MiB by default) and bounds the statement's
+#: memory on every database. A single call above it still goes in (alone).
+BATCH_BYTES = 4 * 1024 * 1024
+#: The columns that differ between rows of one call.
+VARYING = ("id", "args", "kwargs")
+
+#: One call of the task: positional arguments and keyword arguments.
+Call = tuple[Sequence[Any], Mapping[str, Any]]
+
+
+def call_pairs(calls: Iterable[Call]) -> list[tuple[Sequence[Any], dict[str, Any]]]:
+    """``calls`` as a list of ``(args, kwargs)``, or ``InvalidTaskArguments`` naming
+    the first call that is not such a pair (a bare tuple of arguments is refused:
+    ``(items, options)`` could be either, and a guess would run the task wrongly)."""
+    if isinstance(calls, str | bytes | Mapping):
+        raise InvalidTaskArguments(
+            f"enqueue_many() takes an iterable of (args, kwargs) pairs, not {type(calls).__name__}."
+        )
+    pairs: list[tuple[Sequence[Any], dict[str, Any]]] = []
+    for index, call in enumerate(calls):
+        if not (
+            isinstance(call, tuple | list)
+            and len(call) == 2
+            and isinstance(call[0], tuple | list)
+            and isinstance(call[1], Mapping)
+        ):
+            raise InvalidTaskArguments(
+                f"Call {index}: expected an (args, kwargs) pair such as ((1, 2), {{}}), "
+                f"not {_short(call)}."
+            )
+        pairs.append((call[0], dict(call[1])))
+    return pairs
+
+
+def prepare_calls(
+    task: Task, pairs: list[tuple[Sequence[Any], dict[str, Any]]]
+) -> list[PreparedArguments]:
+    """``prepare_arguments`` for each call, as ``enqueue`` does; the same exception,
+    its message prefixed with the index of the call that failed."""
+    prepared = []
+    for index, (args, kwargs) in enumerate(pairs):
+        try:
+            prepared.append(prepare_arguments_json(task.func, args, kwargs, task.takes_context))
+        except InvalidTaskArguments as exc:
+            raise type(exc)(f"Call {index}: {exc}") from exc
+    return prepared
+
+
+def insert_rows(
+    template: TaskRow, ids: list[Any], calls: list[PreparedArguments], using: str
+) -> None:
+    """Write one row per call: ``template``'s values, with ``ids`` and the calls'
+    arguments. The caller holds the transaction (all batches or none)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    varying: dict[str, str] = {}
+    constants = []
+    columns = []
+    for field in template._meta.concrete_fields:
+        column = quote(str(field.column))
+        value = field.pre_save(template, add=True)
+        if field.attname in VARYING:
+            varying[field.attname] = column
+        elif not isinstance(value, DatabaseDefault):  # else left to the database
+            columns.append(column)
+            constants.append(field.get_db_prep_save(value, connection))
+    id_field = template._meta.pk
+    assert id_field is not None and id_field.attname == VARYING[0]
+    db_ids = [id_field.get_db_prep_save(value, connection) for value in ids]
+    table = quote(template._meta.db_table)
+    names = ", ".join([*(varying[name] for name in VARYING), *columns])
+    width = len(VARYING) + len(constants)
+    limit = (connection.features.max_query_params or width * BATCH_ROWS) // width
+    with connection.cursor() as cursor:
+        for start, end in _batches(calls, min(BATCH_ROWS, limit)):
+            batch = calls[start:end]
+            insert_varying_rows(
+                cursor,
+                connection,
+                f"INSERT INTO {table} ({names})",
+                constants,
+                db_ids[start:end],
+                [call.args_json for call in batch],
+                [call.kwargs_json for call in batch],
+            )
+
+
+def _batches(calls: list[PreparedArguments], rows: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each INSERT: at most ``rows`` rows and, where arguments
+    are large, about ``BATCH_BYTES`` of them."""
+    start, size = 0, 0
+    for index, call in enumerate(calls):
+        call_size = len(call.args_json) + len(call.kwargs_json)
+        if index > start and (index - start >= rows or size + call_size > BATCH_BYTES):
+            yield start, index
+            start, size = index, 0
+        size += call_size
+    if start < len(calls):
+        yield start, len(calls)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def enqueue_many(task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+    """Enqueue ``task`` once per ``(args, kwargs)`` pair; the results in order.
+
+    On a ``DatabaseBackend``: ``DatabaseBackend.enqueue_many`` (all or nothing, few
+    INSERTs). On any other backend (e.g. Django's ``DummyBackend`` in a project's
+    test settings, where tasks are plain ``Task`` objects without ``enqueue_many``)
+    the calls are checked for shape, then enqueued one by one through that backend.
+    """
+    from .backend import DatabaseBackend  # the backend module imports this one
+
+    backend = task.get_backend()
+    if isinstance(backend, DatabaseBackend):
+        return backend.enqueue_many(task, calls)
+    return [backend.enqueue(task, list(args), kwargs) for args, kwargs in call_pairs(calls)]
