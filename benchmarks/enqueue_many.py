@@ -27,15 +27,9 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from benchmarks.bench import reset  # noqa: E402
 from django_tasks_db import bulk  # noqa: E402
-from django_tasks_db.models import Task, Worker  # noqa: E402
 from tests.testapp import tasks  # noqa: E402
-
-
-def reset() -> None:
-    Worker.objects.update(current_task=None)
-    Task.objects.all().delete()
-    Worker.objects.all().delete()
 
 
 def bulk_rate(count: int) -> float:

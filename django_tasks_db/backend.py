@@ -201,16 +201,7 @@ class DatabaseBackend(BaseTaskBackend):
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
         self.validate_task(task)
         stored_args, stored_kwargs = prepare_arguments(task.func, args, kwargs, task.takes_context)
-        row = self._write_row(
-            task_path=task.module_path,
-            args=stored_args,
-            kwargs=stored_kwargs,
-            queue_name=task.queue_name,
-            priority=task.priority,
-            run_after=task.run_after,
-            max_attempts=getattr(task, "max_attempts", None),
-            timeout=getattr(task, "timeout", None),
-        )
+        row = self._insert(self._row_for(task, stored_args, stored_kwargs))
         result = row_to_result(row, task)
         send_robustly(task_enqueued, type(self), task_result=result)
         return result
@@ -232,23 +223,12 @@ class DatabaseBackend(BaseTaskBackend):
         calls_json = prepare_calls(task, call_pairs(calls))
         if not calls_json:
             return []
-        now = timezone.now()
-        template = self._new_row(
-            task_path=task.module_path,
-            args=[],
-            kwargs={},
-            queue_name=task.queue_name,
-            priority=task.priority,
-            run_after=task.run_after,
-            max_attempts=getattr(task, "max_attempts", None),
-            timeout=getattr(task, "timeout", None),
-            enqueued_at=now,
-        )
+        template = self._row_for(task, [], {})
+        now = template.enqueued_at
         ids = [uuid.uuid4() for _ in calls_json]
         with transaction.atomic(using=self.database):
             insert_rows(template, ids, calls_json, self.database)
-            if task.run_after is None or task.run_after <= now:
-                notify_enqueued(self.database, task.queue_name)
+            self._wake_workers(template)
         first = row_to_result(template, task)  # the placement, built once for all rows
         results: list[TaskResult] = [
             TaskResult(
@@ -302,49 +282,44 @@ class DatabaseBackend(BaseTaskBackend):
         if run_after is not None and timezone.is_naive(run_after):
             raise InvalidTask("run_after must be an aware datetime.")
         stored_args, stored_kwargs = prepare_arguments(None, args, kwargs or {})
-        row = self._write_row(
-            task_path=task_path,
-            args=stored_args,
-            kwargs=stored_kwargs,
-            queue_name=queue_name,
-            priority=priority,
-            run_after=run_after,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            declared_later=max_attempts is None,
+        row = self._insert(
+            self._new_row(
+                task_path=task_path,
+                args=stored_args,
+                kwargs=stored_kwargs,
+                queue_name=queue_name,
+                priority=priority,
+                run_after=run_after,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                declared_later=max_attempts is None,
+            )
         )
         return str(row.id)
 
-    def _write_row(
-        self,
-        *,
-        task_path: str,
-        args: list[Any],
-        kwargs: dict[str, Any],
-        queue_name: str,
-        priority: int,
-        run_after: datetime | None,
-        max_attempts: int | None,
-        timeout: float | None,
-        declared_later: bool = False,
-    ) -> Any:
-        now = timezone.now()
-        row = self._new_row(
-            task_path=task_path,
+    def _insert(self, row: Any) -> Any:
+        """Write one new row on the queue's database and wake idle workers."""
+        row.save(using=self.database, force_insert=True)
+        self._wake_workers(row)
+        return row
+
+    def _wake_workers(self, row: Any) -> None:
+        """Idle workers of the row's queue look at once when it is due now."""
+        if row.run_after is None or row.run_after <= row.enqueued_at:
+            notify_enqueued(self.database, row.queue_name)
+
+    def _row_for(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """An unsaved row for ``task`` (its placement and options) with these arguments."""
+        return self._new_row(
+            task_path=task.module_path,
             args=args,
             kwargs=kwargs,
-            queue_name=queue_name,
-            priority=priority,
-            run_after=run_after,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            enqueued_at=now,
-            declared_later=declared_later,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            run_after=task.run_after,
+            max_attempts=getattr(task, "max_attempts", None),
+            timeout=getattr(task, "timeout", None),
         )
-        row.save(using=self.database, force_insert=True)
-        if run_after is None or run_after <= now:
-            notify_enqueued(self.database, queue_name)
-        return row
 
     def _new_row(
         self,
@@ -357,10 +332,9 @@ class DatabaseBackend(BaseTaskBackend):
         run_after: datetime | None,
         max_attempts: int | None,
         timeout: float | None,
-        enqueued_at: datetime,
         declared_later: bool = False,
     ) -> Any:
-        """An unsaved row, with the backend's defaults for options left out."""
+        """An unsaved row enqueued now, with the backend's defaults for options left out."""
         from .models import Task as TaskRow
 
         # Due now means due by the database's clock, which workers claim by (the
@@ -374,7 +348,7 @@ class DatabaseBackend(BaseTaskBackend):
             args=args,
             kwargs=kwargs,
             run_after=run_after,
-            enqueued_at=enqueued_at,
+            enqueued_at=timezone.now(),
             max_attempts=None if declared_later else max_attempts or self.settings.max_attempts,
             timeout=timeout if timeout is not None or declared_later else self.settings.timeout,
         )
