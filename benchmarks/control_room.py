@@ -8,8 +8,8 @@ It migrates the database named by DATABASE_URL, fills the task table with
 ``--rows`` rows when it holds a different number (a realistic mix: mostly
 SUCCESSFUL over 30 days, some FAILED, a few thousand READY, a hundred finished in
 the last hour), runs ANALYZE, then renders each page ``--repeat`` times and prints
-the median and worst time. PostgreSQL fills the table with one INSERT ... SELECT;
-other databases in batches (slower: use fewer rows there).
+the median and worst time. The table is filled with one INSERT ... SELECT (MySQL
+proper, which has no sequence tables, in batches: slower, use fewer rows there).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from django_tasks_db.models import Task, Worker  # noqa: E402
+from benchmarks.ours import reset  # noqa: E402
+from django_tasks_db.models import Task  # noqa: E402
 
 PG_FILL = """
 INSERT INTO django_tasks_db_task (
@@ -54,63 +55,128 @@ SELECT
     'default',
     (ARRAY['default', 'emails', 'reports'])[1 + i % 3],
     0,
-    CASE WHEN i <= 5000 THEN 'READY' WHEN i % 50 = 0 THEN 'FAILED' ELSE 'SUCCESSFUL' END,
+    CASE WHEN i <= {ready} THEN 'READY' WHEN i % 50 = 0 THEN 'FAILED' ELSE 'SUCCESSFUL' END,
     '[1, 2]', '{}',
-    CASE WHEN i % 50 = 0 OR i <= 5000 THEN NULL ELSE '3'::jsonb END,
+    CASE WHEN i % 50 = 0 OR i <= {ready} THEN NULL ELSE '3'::jsonb END,
     at, at, at, at,
-    CASE WHEN i <= 5000 THEN NULL ELSE at + interval '1 second' END,
-    CASE WHEN i <= 5000 THEN 0 ELSE 1 END, 0, 0, 1,
+    CASE WHEN i <= {ready} THEN NULL ELSE at + interval '1 second' END,
+    CASE WHEN i <= {ready} THEN 0 ELSE 1 END, 0, 0, 1,
     CASE WHEN i % 50 = 0 THEN '[{"exception_class_path": "builtins.ValueError",
         "traceback": "Traceback ...\\nValueError: boom", "attempt": 1}]'::jsonb
         ELSE '[]'::jsonb END,
     '[]', ''
 FROM (
     SELECT i, CASE
-        WHEN i <= 5000 THEN now() - (i || ' seconds')::interval
-        WHEN i <= 5100 THEN now() - ((i - 5000) * 30 || ' seconds')::interval
+        WHEN i <= {ready} THEN now() - (i || ' seconds')::interval
+        WHEN i <= {ready} + 100 THEN now() - ((i - {ready}) * 30 || ' seconds')::interval
         ELSE now() - ((i::float / {rows}) * 30 || ' days')::interval END AS at
     FROM generate_series(1, {rows}) AS i
 ) AS series
 """
 
 
-def fill(rows: int) -> None:
-    Worker.objects.update(current_task=None)
-    Task.objects.all().delete()
+#: The same mix as PG_FILL for SQLite and MariaDB; ``{series}`` (a table of ``i``),
+#: ``{with_series}``, ``{uuid}`` and ``{at}`` (the time ``ago`` seconds back) differ.
+SERIES_FILL = """
+{with_series}
+INSERT INTO django_tasks_db_task (
+    id, task_path, backend_name, queue_name, priority, status, args, kwargs,
+    return_value, available_at, enqueued_at, started_at, last_attempted_at, finished_at,
+    attempts, snoozes, losses, max_attempts, errors, worker_ids, log)
+SELECT
+    {uuid},
+    CASE i % 3 WHEN 0 THEN 'tests.testapp.tasks.add' WHEN 1 THEN 'tests.testapp.tasks.send_email'
+        ELSE 'tests.testapp.tasks.fail' END,
+    'default',
+    CASE i % 3 WHEN 0 THEN 'default' WHEN 1 THEN 'emails' ELSE 'reports' END,
+    0,
+    CASE WHEN i <= {ready} THEN 'READY' WHEN i % 50 = 0 THEN 'FAILED' ELSE 'SUCCESSFUL' END,
+    '[1, 2]', '{}',
+    CASE WHEN i % 50 = 0 OR i <= {ready} THEN NULL ELSE '3' END,
+    {at}, {at}, {at}, {at},
+    CASE WHEN i <= {ready} THEN NULL ELSE {at_plus_1s} END,
+    CASE WHEN i <= {ready} THEN 0 ELSE 1 END, 0, 0, 1,
+    CASE WHEN i % 50 = 0 THEN '[{"exception_class_path": "builtins.ValueError",
+        "traceback": "Traceback ... ValueError: boom", "attempt": 1}]' ELSE '[]' END,
+    '[]', ''
+FROM (
+    SELECT i, CASE
+        WHEN i <= {ready} THEN i
+        WHEN i <= {ready} + 100 THEN (i - {ready}) * 30
+        ELSE i * 2592000.0 / {rows} END AS ago
+    FROM {series}
+) AS aged
+"""
+
+SERIES_PARTS = {
+    "sqlite": {
+        "with_series": "WITH RECURSIVE numbers(i) AS "
+        "(SELECT 1 UNION ALL SELECT i + 1 FROM numbers WHERE i < {rows})",
+        "series": "numbers",
+        "uuid": "lower(hex(randomblob(16)))",
+        "at": "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ago || ' seconds')",
+        "at_plus_1s": "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (ago - 1) || ' seconds')",
+    },
+    "mysql": {  # MariaDB's Sequence engine: seq_1_to_N is a table of 1..N
+        "with_series": "",
+        "series": "(SELECT seq AS i FROM seq_1_to_{rows}) AS numbers",
+        "uuid": "UUID()",
+        "at": "UTC_TIMESTAMP(6) - INTERVAL ago SECOND",
+        "at_plus_1s": "UTC_TIMESTAMP(6) - INTERVAL (ago - 1) SECOND",
+    },
+}
+
+
+def fill(rows: int, ready: int = 5000) -> None:
+    """Replace the task table by ``rows`` rows, the first ``ready`` of them READY."""
+    reset()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(PG_FILL.replace("{rows}", str(rows)))
+            cursor.execute(PG_FILL.replace("{rows}", str(rows)).replace("{ready}", str(ready)))
             # VACUUM as autovacuum would have by now: it sets the visibility map that
             # lets the counts be answered from the index alone.
             cursor.execute("VACUUM ANALYZE django_tasks_db_task")
         return
+    parts = SERIES_PARTS.get(connection.vendor)
+    if parts is not None and getattr(connection, "mysql_is_mariadb", True):
+        sql = SERIES_FILL
+        for name, part in parts.items():
+            sql = sql.replace("{" + name + "}", part)
+        with connection.cursor() as cursor:
+            cursor.execute(sql.replace("{rows}", str(rows)).replace("{ready}", str(ready)))
+    else:
+        fill_in_batches(rows, ready)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ANALYZE" if connection.vendor == "sqlite" else "ANALYZE TABLE django_tasks_db_task"
+        )
+
+
+def fill_in_batches(rows: int, ready: int) -> None:
+    """MySQL proper (no sequence tables): the rows built here, 5,000 an INSERT."""
     now = timezone.now()
     batch: list[Task] = []
     for i in range(1, rows + 1):
-        ready = i <= 5000
+        is_ready = i <= ready
         at = now - timedelta(days=30 * i / rows)
         batch.append(
             Task(
                 id=uuid.uuid4(),
                 task_path="tests.testapp.tasks.add",
                 queue_name=("default", "emails", "reports")[i % 3],
-                status="READY" if ready else ("FAILED" if i % 50 == 0 else "SUCCESSFUL"),
+                status="READY" if is_ready else ("FAILED" if i % 50 == 0 else "SUCCESSFUL"),
                 args=[1, 2],
                 available_at=at,
                 enqueued_at=at,
-                started_at=None if ready else at,
-                finished_at=None if ready else at + timedelta(seconds=1),
-                attempts=0 if ready else 1,
+                started_at=None if is_ready else at,
+                finished_at=None if is_ready else at + timedelta(seconds=1),
+                attempts=0 if is_ready else 1,
             )
         )
         if len(batch) == 5000:
             Task.objects.bulk_create(batch)
             batch.clear()
     Task.objects.bulk_create(batch)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "ANALYZE" if connection.vendor == "sqlite" else "ANALYZE TABLE django_tasks_db_task"
-        )
 
 
 def timed(client: Client, url: str, repeat: int) -> tuple[float, float, int]:

@@ -27,7 +27,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from benchmarks.bench import reset  # noqa: E402
+from benchmarks.ours import add_calls, enqueue_many, reset  # noqa: E402
 from django_tasks_db import bulk  # noqa: E402
 from tests.testapp import tasks  # noqa: E402
 
@@ -35,9 +35,9 @@ from tests.testapp import tasks  # noqa: E402
 def bulk_rate(count: int) -> float:
     """Tasks/s of one ``enqueue_many`` of ``count`` tasks (the table emptied first)."""
     reset()
-    calls = [((i, i), {}) for i in range(count)]
+    calls = add_calls(count)
     started = time.perf_counter()
-    results = tasks.add.enqueue_many(calls)
+    results = enqueue_many(tasks.add, calls)
     elapsed = time.perf_counter() - started
     assert len(results) == count
     return count / elapsed

@@ -306,7 +306,7 @@ class DatabaseBackend(BaseTaskBackend):
     def _wake_workers(self, row: Any) -> None:
         """Idle workers of the row's queue look at once when it is due now."""
         if row.run_after is None or row.run_after <= row.enqueued_at:
-            notify_enqueued(self.database, row.queue_name)
+            notify_enqueued(self.database, row.queue_name, self.settings)
 
     def _row_for(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """An unsaved row for ``task`` (its placement and options) with these arguments."""

@@ -292,6 +292,10 @@ class _BinaryTee:
         return getattr(self._stream, name)
 
 
+_FORMATTER = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+_FORMATTER.converter = time.gmtime  # UTC, as the attempt's header line
+
+
 class _RunLogHandler(logging.Handler):
     """Takes the records emitted from the run's context (levels as LOGGING sets them).
 
@@ -299,18 +303,17 @@ class _RunLogHandler(logging.Handler):
     reaches Python's last resort (stderr), as it would without this handler.
     """
 
-    def __init__(self, run: RunOutput) -> None:
+    def __init__(self, run: RunOutput | None = None) -> None:
         super().__init__()
         self.run = run
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        formatter.converter = time.gmtime  # UTC, as the attempt's header line
-        self.setFormatter(formatter)
+        self.setFormatter(_FORMATTER)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if current_run.get() is not self.run:
+        run = self.run
+        if run is None or current_run.get() is not run:
             return
         try:
-            self.run.add(self.format(record) + "\n")
+            run.add(self.format(record) + "\n")
         except Exception:
             self.handleError(record)
         if not self._others_handle(record):
@@ -375,7 +378,7 @@ def capturing(run: RunOutput) -> Iterator[None]:
     """Capture the run's output while the block runs; afterwards the streams and
     loggers are as they were before it (whatever the task did to them)."""
     stdout, stderr = sys.stdout, sys.stderr
-    handler = _RunLogHandler(run)
+    handler = _handler_of_this_thread(run)
     root = logging.getLogger()
     token = current_run.set(run)
     sys.stdout, sys.stderr = _tee_for(stdout), _tee_for(stderr)
@@ -388,3 +391,19 @@ def capturing(run: RunOutput) -> Iterator[None]:
         _retire(*(stream for stream in (sys.stdout, sys.stderr) if type(stream) is not _Tee))
         sys.stdout, sys.stderr = stdout, stderr
         current_run.reset(token)
+        handler.run = None
+
+
+_handlers = threading.local()
+
+
+def _handler_of_this_thread(run: RunOutput) -> _RunLogHandler:
+    """The log handler of the runs of this thread, made once (a handler registers
+    itself with ``logging`` when made: a cost per run otherwise)."""
+    handler: _RunLogHandler | None = getattr(_handlers, "handler", None)
+    if handler is None or handler.run is not None:  # none yet, or a run inside a run
+        handler = _RunLogHandler()
+        if getattr(_handlers, "handler", None) is None:
+            _handlers.handler = handler
+    handler.run = run
+    return handler

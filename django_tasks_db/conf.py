@@ -17,6 +17,10 @@ from .exceptions import MAX_DELAY_SECONDS
 
 #: The largest MAX_LOG_BYTES (below MariaDB's default max_allowed_packet of 16 MiB).
 MAX_LOG_BYTES_LIMIT = 8 * 2**20
+#: The largest CLAIM_BATCH_SIZE (one claim statement names every row it takes).
+MAX_CLAIM_BATCH_SIZE = 1000
+#: The longest BATCH_WINDOW, in seconds.
+MAX_BATCH_WINDOW = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +34,19 @@ class BackendOptions:
     #: Seconds a cron tick may be late and still run as on time (a scheduler restart
     #: shorter than this misses nothing); older ticks follow the schedule's missed policy.
     schedule_grace: float = 60.0
-    #: Seconds an idle worker waits before looking for ready tasks again.
+    #: Seconds an idle worker waits before looking for ready tasks again (the cap
+    #: of its backed-off polling where no NOTIFY wakes it).
     poll_interval: float = 1.0
+    #: Most tasks a worker process claims in one transaction; it claims fewer when its
+    #: tasks take long (see ``batch_window``) or fewer are ready. 1 turns batching off.
+    claim_batch_size: int = 100
+    #: Seconds of work a worker process claims at once (measured from its recent runs),
+    #: and the longest a finished task's outcome waits to be written with others.
+    batch_window: float = 0.05
+    #: PostgreSQL: enqueues and finished tasks NOTIFY, idle workers and
+    #: ``wait_for_result`` LISTEN. False (PgBouncer in transaction mode, where LISTEN
+    #: does not work): neither, and they poll as on the other databases.
+    listen_notify: bool = True
     #: Seconds between two heartbeats of a worker.
     heartbeat_interval: float = 5.0
     #: Seconds without a heartbeat after which a worker counts as dead.
@@ -80,6 +95,7 @@ class BackendOptions:
             "SHUTDOWN_GRACE_PERIOD",
             "RETRY_BACKOFF",
             "RETRY_BACKOFF_MAX",
+            "BATCH_WINDOW",
         ):
             if key in raw and not is_positive_number(raw[key]):
                 problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")
@@ -88,7 +104,13 @@ class BackendOptions:
                 "TIMEOUT must be a positive number of seconds (at most a year) or None, "
                 f"not {raw['TIMEOUT']!r}."
             )
-        for key in ("MAX_ATTEMPTS", "MAX_WORKER_LOSSES", "MAX_RESULT_BYTES", "MAX_LOG_BYTES"):
+        for key in (
+            "MAX_ATTEMPTS",
+            "MAX_WORKER_LOSSES",
+            "MAX_RESULT_BYTES",
+            "MAX_LOG_BYTES",
+            "CLAIM_BATCH_SIZE",
+        ):
             if key in raw and not is_positive_int(raw[key]):
                 problems.append(f"{key} must be a whole number >= 1, not {raw[key]!r}.")
         log_bytes = raw.get("MAX_LOG_BYTES", 1)
@@ -98,6 +120,17 @@ class BackendOptions:
                 "written in one statement, and MySQL/MariaDB refuse packets over "
                 f"max_allowed_packet), not {log_bytes!r}."
             )
+        batch = raw.get("CLAIM_BATCH_SIZE", 1)
+        if is_positive_int(batch) and batch > MAX_CLAIM_BATCH_SIZE:
+            problems.append(
+                f"CLAIM_BATCH_SIZE must be at most {MAX_CLAIM_BATCH_SIZE}, not {batch!r}."
+            )
+        window = raw.get("BATCH_WINDOW", 0.05)
+        if is_positive_number(window) and window > MAX_BATCH_WINDOW:
+            problems.append(
+                f"BATCH_WINDOW must be at most {MAX_BATCH_WINDOW:g} seconds (outcomes wait "
+                f"that long before they can be read), not {window!r}."
+            )
         prune_after = raw.get("PRUNE_AFTER")
         if prune_after is not None and not is_positive_number(prune_after):
             problems.append(
@@ -106,6 +139,8 @@ class BackendOptions:
         token = raw.get("METRICS_TOKEN")
         if token is not None and not (isinstance(token, str) and len(token) >= 16):
             problems.append("METRICS_TOKEN must be a string of at least 16 characters, or None.")
+        if "LISTEN_NOTIFY" in raw and not isinstance(raw["LISTEN_NOTIFY"], bool):
+            problems.append(f"LISTEN_NOTIFY must be True or False, not {raw['LISTEN_NOTIFY']!r}.")
         if "DATABASE" in raw and not isinstance(raw["DATABASE"], str):
             problems.append(f"DATABASE must be a database alias, not {raw['DATABASE']!r}.")
         defaults = cls()

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Model, Q, QuerySet, Value
 
-from .db import DatabaseNow, database_time
+from .db import DatabaseNow, database_time, is_transient
 from .models import Chore, ScheduleTick, Task, Worker
 
 logger = logging.getLogger("django_tasks_db.scheduler")
@@ -97,13 +97,30 @@ def claim_prune_duty(using: str) -> bool:
     false once it has.
     """
     chores = Chore.objects.using(using)
-    chores.get_or_create(name=PRUNE_CHORE)  # a concurrent create is caught inside
+    _ensure_chore(chores)
     due = (
         Q(last_run_at__isnull=True)
         | Q(last_run_at__lt=DatabaseNow() - Value(PRUNE_EVERY))
         | Q(last_run_at__gt=DatabaseNow() + Value(FUTURE_SLACK))
     )
     return bool(chores.filter(due, name=PRUNE_CHORE).update(last_run_at=DatabaseNow()))
+
+
+#: Tries to create the chore row when concurrent creators deadlock.
+CREATE_TRIES = 5
+
+
+def _ensure_chore(chores: QuerySet[Chore]) -> None:
+    """The chore row exists afterwards. A concurrent create is caught inside
+    ``get_or_create``; on InnoDB, creators racing for one missing key can also be
+    chosen as deadlock victims, and the next try finds the winner's row."""
+    for attempt in range(1, CREATE_TRIES + 1):
+        try:
+            chores.get_or_create(name=PRUNE_CHORE)
+            return
+        except DatabaseError as exc:
+            if attempt == CREATE_TRIES or not is_transient(exc):
+                raise
 
 
 def prune_if_due(

@@ -47,6 +47,7 @@ from .db import Reconnect, database_reachable, locking_transaction
 from .models import MissedPolicy, Schedule, ScheduleTick
 from .pruning import prune_if_due
 from .reaper import Reaper
+from .stopping import Stop, StopEvent
 from .task_paths import import_task_modules
 
 logger = logging.getLogger("django_tasks_db.scheduler")
@@ -104,7 +105,7 @@ class Scheduler:
         self.backend = database_backend(backend)
         self.using = self.backend.database
         self.once = once
-        self._stop = threading.Event()
+        self._stop = StopEvent()
         self._transient_failures: dict[int, int] = {}  # schedule pk -> in a row
 
     def request_stop(self) -> None:
@@ -317,7 +318,7 @@ class Pruner:
     (and at start) whether today's pruning is due, and if this scheduler wins it,
     prunes in a thread with its own connection. A failure is logged, never raised."""
 
-    def __init__(self, using: str, prune_after: float | None, stop: threading.Event) -> None:
+    def __init__(self, using: str, prune_after: float | None, stop: Stop) -> None:
         self.using = using
         self.prune_after = prune_after
         self.stop = stop

@@ -27,6 +27,7 @@ does not list changes nothing (tests/test_transitions.py checks every pair).
 
 from __future__ import annotations
 
+import json
 import time
 import traceback as tb
 import uuid
@@ -37,12 +38,20 @@ from functools import reduce
 from operator import or_
 from typing import TYPE_CHECKING, Any, cast
 
+from django.db import connections
 from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from .db import DatabaseNow
+from .db import (
+    DatabaseNow,
+    listen_notify_on,
+    locking_transaction,
+    notify_finished,
+    update_announcing_finished,
+    update_varying_rows,
+)
 from .exceptions import InvalidTaskRow, TaskAborted, TaskCancelled, WorkerLost
-from .models import Task, TaskStatus
+from .models import FINISHED_STATUSES, Task, TaskStatus
 from .retry import Decision, decide
 
 if TYPE_CHECKING:
@@ -137,8 +146,18 @@ def with_error(row: Task, exc: BaseException) -> list[Any]:
 
 
 def _fence(rows: Sequence[Task]) -> Q:
-    """Each row still under the claim its instance holds."""
-    return reduce(or_, (Q(pk=row.pk, claim_token=row.claim_token) for row in rows))
+    """Each row still under the claim its instance holds (one term per claim: the rows
+    of one batch share its token)."""
+    by_token: dict[Any, list[Any]] = {}
+    for row in rows:
+        by_token.setdefault(row.claim_token, []).append(row.pk)
+    return reduce(
+        or_,
+        (
+            Q(pk=pks[0], claim_token=token) if len(pks) == 1 else Q(pk__in=pks, claim_token=token)
+            for token, pks in by_token.items()
+        ),
+    )
 
 
 def _per_row(rows: Sequence[Task], value: Callable[[Task], Any], field: str) -> Any:
@@ -157,6 +176,12 @@ def _update(rows: Sequence[Task], where: Q, values: dict[str, Any]) -> int:
         return 0
     using = rows[0]._state.db or "default"
     queryset: QuerySet[Task] = Task.objects.using(using).filter(where)
+    status = values.get("status")  # a per-row CASE may finish some of the rows
+    finishes = hasattr(status, "resolve_expression") or status in FINISHED_STATUSES
+    if finishes and listen_notify_on(using):
+        # Waiters LISTEN for finished tasks: the NOTIFY is part of the UPDATE's own
+        # statement, so it goes out at its commit, with the rows.
+        return update_announcing_finished(queryset, values)
     return queryset.update(**values)
 
 
@@ -200,13 +225,16 @@ def _known(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def claim(rows: Sequence[Task], worker: Worker, now: datetime) -> int:
-    """READY -> RUNNING for rows the caller holds locked, each with a fresh fencing token.
+    """READY -> RUNNING for rows the caller holds locked, under a fresh fencing token.
 
-    ``now`` is the database's time, read by the locking query. The rows are locked
-    and were read under the lock, so their counters are written as plain values.
+    The rows of one claim share its token: a row recovered and claimed again gets
+    another, which is all a fence needs. ``now`` is the database's time, read by the
+    locking query. The rows are locked and were read under the lock, so their
+    counters are written as plain values (equal values collapse into one).
     """
+    token = uuid.uuid4()
     for row in rows:
-        row.claim_token = uuid.uuid4()
+        row.claim_token = token
         row.worker_ids = [*as_list(row.worker_ids), worker.name][-MAX_WORKER_IDS:]
         row.attempts += 1
         row.started_at = row.started_at or now
@@ -254,6 +282,43 @@ def succeed(row: Task, return_value: Any, clock: ClaimClock | None = None) -> st
         return None
     _remember([row], **_known(values))
     return S.SUCCESSFUL
+
+
+def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
+    """RUNNING -> SUCCESSFUL for many runs of this worker, ``(row, return value as
+    JSON text, finished at)`` each, in one transaction: the rows still under their
+    claim are locked, then written by one UPDATE. Returns those rows (their
+    instances updated); the others lost their claim and are left alone.
+    """
+    if not runs:
+        return []
+    rows = [row for row, _, _ in runs]
+    using = rows[0]._state.db or "default"
+    connection = connections[using]
+    with locking_transaction(using):
+        mine = set(
+            Task.objects.using(using)
+            .filter(_fence(rows) & Q(status=S.RUNNING))
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        kept = [run for run in runs if run[0].pk in mine]
+        if kept:
+            with connection.cursor() as cursor:
+                update_varying_rows(
+                    cursor,
+                    connection,
+                    Task,
+                    {"status": S.SUCCESSFUL, "claim_token": None},
+                    [("id", "uuid"), ("return_value", "jsonb"), ("finished_at", "timestamptz")],
+                    # None is stored as SQL NULL, as Django stores it.
+                    [(row.pk, None if text == "null" else text, at) for row, text, at in kept],
+                )
+            notify_finished(using, [row.pk for row, _, _ in kept])  # goes out at commit
+    for row, text, at in kept:
+        row.status, row.claim_token, row.finished_at = S.SUCCESSFUL, None, at
+        row.return_value = json.loads(text)
+    return [row for row, _, _ in kept]
 
 
 def fail(

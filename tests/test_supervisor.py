@@ -37,9 +37,12 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_kill_9_of_a_worker_process(processes) -> None:
-    result = tasks.sleep_then_pid.enqueue(2)
+    result = tasks.start_then_sleep.enqueue("k9", 2)
     supervisor = processes("runworker", "--processes", "2", "--worker-id", "k")
-    victim = wait_until(lambda: running_on(result.id), timeout=30)
+    # Started, not only claimed: a claimed task that never started goes back uncharged.
+    wait_until(lambda: Run.objects.filter(key="k9:1").exists(), timeout=30)
+    victim = running_on(result.id)
+    assert victim is not None
     killed_at = time.monotonic()
     os.kill(victim.pid, signal.SIGKILL)
     wait_until(lambda: task_row(result.id).attempts == 2, timeout=DEAD_AFTER + 5)

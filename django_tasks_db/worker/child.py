@@ -9,7 +9,10 @@ import signal
 import sys
 from dataclasses import dataclass
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from .board import Section
 
 logger = logging.getLogger("django_tasks_db.worker")
 
@@ -30,6 +33,7 @@ class ChildSpec:
     max_tasks: int | None
     recycle_after: int | None
     max_memory_mb: float | None
+    concurrency: int = 1
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -48,7 +52,9 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def run_child(spec: ChildSpec, name: str, parent_pid: int) -> NoReturn:
+def run_child(
+    spec: ChildSpec, name: str, parent_pid: int, board: Section | None = None
+) -> NoReturn:
     """Run a worker in this freshly forked process and exit with its status."""
     code = 1
     try:
@@ -66,6 +72,8 @@ def run_child(spec: ChildSpec, name: str, parent_pid: int) -> NoReturn:
             recycle_after=spec.recycle_after,
             max_memory_mb=spec.max_memory_mb,
             heartbeat=False,
+            board=board,
+            concurrency=spec.concurrency,
         )
 
         def on_term(signum: int, frame: FrameType | None) -> None:

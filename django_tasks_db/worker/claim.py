@@ -6,13 +6,12 @@ import logging
 import time
 from collections.abc import Collection
 
-from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from .. import transitions
-from ..db import DatabaseNow, claims_one_queue_at_a_time, locking_transaction
+from ..db import DatabaseNow, locking_transaction
 from ..models import Task, Worker
-from ..transitions import TaskId
+from ..transitions import ClaimClock, TaskId
 
 logger = logging.getLogger("django_tasks_db.worker")
 
@@ -20,20 +19,27 @@ logger = logging.getLogger("django_tasks_db.worker")
 MAX_REJECTS_PER_CLAIM = 20
 
 
-def claim_next(
-    worker: Worker, domains: list[str] | None, using: str, paused: Collection[str] = ()
-) -> Task | None:
-    """Claim the next ready task for ``worker``, or return None when none is ready.
+def claim_batch(
+    worker: Worker,
+    domains: list[str] | None,
+    using: str,
+    paused: Collection[str] = (),
+    limit: int = 1,
+    done: int = 0,
+) -> list[Task]:
+    """Claim up to ``limit`` ready tasks for ``worker``, in claim order; [] when none is ready.
 
-    Tasks of the ``paused`` queues are left where they are.
+    Tasks of the ``paused`` queues are left where they are. ``done`` is how many
+    runs the worker finished since its last claim: its counter grows by that much
+    in the same statement as the claim's heartbeat (no write of its own per task).
 
     Rows another worker is claiming are skipped, not waited for. The claim gets a
-    fresh fencing token: every later write for this run names it, so a worker that
+    fresh fencing token: every later write for these runs names it, so a worker that
     lost its claim (declared dead, task re-queued) cannot overwrite the new run.
     A row whose content cannot run (edited by hand) is failed on the spot.
 
-    Locks are taken in one order: the task row, then this worker's row, before the
-    task's foreign key to the worker is written. MariaDB's foreign-key check would
+    Locks are taken in one order: the task rows, then this worker's row, before the
+    tasks' foreign key to the worker is written. MariaDB's foreign-key check would
     otherwise take a shared lock on the worker row first and upgrade it, and a
     supervisor heartbeating that row at the same moment made one of the two a
     deadlock victim.
@@ -41,22 +47,37 @@ def claim_next(
     if domains is not None:
         domains = [domain for domain in domains if domain not in paused]
         if not domains:  # every queue it serves is paused
-            return None
+            return []
         paused = ()  # left out of the domains already
     with locking_transaction(using):
         for _ in range(MAX_REJECTS_PER_CLAIM):
-            row = _lock_next(using, domains, paused)
-            if row is None:
-                return None
-            if row is _REJECTED:
-                continue
-            now = row.db_now  # type: ignore[attr-defined]
+            rows, rejected = _lock_ready(using, domains, paused, limit)
+            if not rows:
+                if rejected:
+                    continue
+                return []
+            now = rows[0].db_now  # type: ignore[attr-defined]
             # Counts as a heartbeat: a worker busy claiming is never mistaken for a dead one.
-            if not worker.unless_dead().update(current_task=row.pk, last_heartbeat_at=now):
+            if not worker.unless_dead().update(
+                current_task=rows[0].pk,
+                last_heartbeat_at=now,
+                tasks_processed=F("tasks_processed") + done,
+            ):
                 raise WorkerDeclaredDead(worker.name)  # rolls the claim back
-            transitions.claim([row], worker, now)
-            return row
-    return None
+            transitions.claim(rows, worker, now)
+            clock = ClaimClock(now)  # one for the batch: times stay right for the last row too
+            for row in rows:
+                row.claim_clock = clock  # type: ignore[attr-defined]
+            return rows
+    return []
+
+
+def claim_next(
+    worker: Worker, domains: list[str] | None, using: str, paused: Collection[str] = ()
+) -> Task | None:
+    """Claim the next ready task for ``worker`` (``claim_batch`` of one), or None."""
+    rows = claim_batch(worker, domains, using, paused, limit=1)
+    return rows[0] if rows else None
 
 
 class WorkerDeclaredDead(Exception):
@@ -67,44 +88,61 @@ class WorkerDeclaredDead(Exception):
 _REJECTED = Task()
 
 
-def _lock_next(using: str, domains: list[str] | None, paused: Collection[str]) -> Task | None:
-    """Lock and return the first ready row in claim order, skipping locked ones.
+def _lock_ready(
+    using: str, domains: list[str] | None, paused: Collection[str], limit: int
+) -> tuple[list[Task], int]:
+    """Lock up to ``limit`` ready rows in claim order, skipping locked ones.
 
-    The row carries ``db_now``, the database's time. A row whose content cannot
-    run comes back as ``_REJECTED``, already failed.
+    One query per queue: the claim index (``task_ready_idx``) returns one queue's
+    rows in claim order, and no index can do that for ``queue_name IN (...)``: such a
+    query sorts every due row of those queues (PostgreSQL, SQLite), or locks them all
+    (InnoDB locks every row a locking read examines). The heads of the queues are
+    merged; rows locked beyond ``limit`` are let go at commit.
+
+    Returns the rows that can run and how many were failed for their content. Each
+    row carries ``db_now``, the database's time.
     """
     ready = Task.objects.using(using).ready().unpaused(paused)
     claimable = (
         ready.in_claim_order().select_for_update(skip_locked=True).annotate(db_now=DatabaseNow())
     )
-    if not claims_one_queue_at_a_time(connections[using]):
-        return _first(claimable.for_domains(domains), using)
     if domains is None:
         domains = list(ready.order_by().values_list("queue_name", flat=True).distinct())
-    heads = [
-        row for domain in domains if (row := _first(claimable.filter(queue_name=domain), using))
-    ]
-    if any(row is _REJECTED for row in heads):
-        return _REJECTED
-    return min(heads, key=lambda row: (-row.priority, row.available_at), default=None)
+    heads: list[Task] = []
+    rejected = 0
+    for domain in domains:
+        for row in _read(claimable.filter(queue_name=domain), using, limit):
+            if row is _REJECTED:
+                rejected += 1
+            else:
+                heads.append(row)
+    good = []
+    for row in sorted(heads, key=_claim_order)[:limit] if len(domains) > 1 else heads:
+        if (problem := row.content_problem()) is not None:
+            _reject(row.pk, using, problem, errors=row.errors)
+            rejected += 1
+        else:
+            good.append(row)
+    return good, rejected
 
 
-def _first(claimable: QuerySet[Task], using: str) -> Task | None:
-    """The first row of ``claimable``, locked; ``_REJECTED`` when its content cannot run."""
+def _claim_order(row: Task) -> tuple[int, object]:
+    return (-row.priority, row.available_at)
+
+
+def _read(claimable: QuerySet[Task], using: str, limit: int) -> list[Task]:
+    """Up to ``limit`` rows of ``claimable``, locked; a row with a column Django cannot
+    even read comes back as ``_REJECTED``, already failed (and alone)."""
     try:
-        row = claimable.first()
+        return list(claimable[:limit])
     except (ValueError, TypeError, KeyError) as exc:  # a column Django cannot even read
+        if limit > 1:  # find it: the rows before it are claimed by the next claim
+            return _read(claimable, using, 1)
         pk = claimable.values_list("pk", flat=True).first()
         if pk is None:
-            return None
+            return []
         unreadable = f"Task {pk}: a column cannot be read ({type(exc).__name__}: {exc})."
-        return _reject(pk, using, unreadable, errors=None)
-    if row is None:
-        return None
-    problem = row.content_problem()
-    if problem is not None:
-        return _reject(row.pk, using, problem, errors=row.errors)
-    return row
+        return [_reject(pk, using, unreadable, errors=None)]
 
 
 def _reject(pk: TaskId, using: str, problem: str, errors: object) -> Task:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
 from django.tasks import Task as DjangoTask
-from django.tasks import TaskContext
+from django.tasks import TaskContext, TaskResult
 from django.tasks.signals import task_finished, task_started
 
 from .. import transitions
-from ..arguments import check_binding, to_json
+from ..arguments import check_binding, to_json_text
 from ..capture import RunOutput, capturing
 from ..db import discard_open_transactions
 from ..exceptions import (
@@ -23,10 +24,11 @@ from ..exceptions import (
     ReturnValueNotSerializable,
 )
 from ..models import Task
-from ..results import row_to_result
+from ..results import row_to_result, updated_result
 from ..signals import send_robustly, task_postrun, task_prerun
 from ..task_paths import resolve_task
 from ..transitions import ClaimClock
+from .completions import Completion, Completions
 from .outcome import persist
 
 if TYPE_CHECKING:
@@ -47,7 +49,13 @@ class RunReport:
     error: BaseException | None = None
 
 
-def run_claimed(row: Task, backend: DatabaseBackend, flusher: Flusher | None = None) -> RunReport:
+def run_claimed(
+    row: Task,
+    backend: DatabaseBackend,
+    flusher: Flusher | None = None,
+    completions: Completions | None = None,
+    after: Callable[[RunReport], None] | None = None,
+) -> RunReport:
     """Run ``row`` (claimed by this worker) and store the outcome.
 
     A row that cannot run (unknown path, arguments that do not bind) fails that
@@ -55,6 +63,9 @@ def run_claimed(row: Task, backend: DatabaseBackend, flusher: Flusher | None = N
     transition, after rolling back any transaction the task left open. What the
     task prints and logs goes to its log (``capture``): written as it runs when a
     ``flusher`` follows the run, and in any case before the outcome.
+
+    A success may wait in ``completions`` to be written with others; the finish
+    signals and ``after`` (called with the final report) follow the write.
     """
     options = backend.settings
     clock = _claim_clock(row)
@@ -66,15 +77,14 @@ def run_claimed(row: Task, backend: DatabaseBackend, flusher: Flusher | None = N
         result = row_to_result(row, task)
     except DatabaseError as exc:  # not the task's fault: give the claim back uncharged
         released = persist(lambda: transitions.release([row]), backend.database, lambda _: 0)
-        return RunReport("READY" if released else None, exc)
+        return _tell(after, RunReport("READY" if released else None, exc))
     except Exception as exc:
-        return _report(row, task, exc, backend, clock)
+        return _tell(after, _report(row, task, exc, backend, clock))
 
     send_robustly(
         task_prerun, task, task_id=str(row.pk), task_name=row.task_path, task_result=result
     )
     send_robustly(task_started, type(backend), task_result=result)
-    outcome: Any
     output = RunOutput(row, options.max_log_bytes, worker_name=_worker_name(row))
     if flusher is not None:
         flusher.watch(output)
@@ -90,23 +100,51 @@ def run_claimed(row: Task, backend: DatabaseBackend, flusher: Flusher | None = N
             if flusher is not None:
                 flusher.watch(None)
             output.flush(final=True)
-        stored = _storable(value, options)
+        stored, text = _storable(value, options)
     except KeyboardInterrupt:
         transitions.release([row])
         raise
     except BaseException as exc:
-        outcome = exc
         report = _report(row, task, exc, backend, clock)
-    else:
-        outcome = value
-        report = RunReport(
-            persist(
-                lambda: transitions.succeed(row, stored, clock),
-                backend.database,
-                refused=lambda error: _store_refusal(row, task, error, options, clock),
-            )
+        _announce(row, task, result, backend, exc, after, report)
+        return report
+
+    def store_alone() -> str | None:
+        return persist(
+            lambda: transitions.succeed(row, stored, clock),
+            backend.database,
+            refused=lambda error: _store_refusal(row, task, error, options, clock),
         )
-    finished = row_to_result(row, task)
+
+    def announce(status: str | None) -> None:
+        _announce(row, task, result, backend, value, after, RunReport(status))
+
+    if completions is not None and clock is not None and completions.accepts(len(text)):
+        completions.add(Completion(row, text, clock.now(), store_alone, announce, time.monotonic()))
+        return RunReport("SUCCESSFUL")  # ``after`` gets the report once it is written
+    report = RunReport(store_alone())
+    announce(report.status)
+    return report
+
+
+def _tell(after: Callable[[RunReport], None] | None, report: RunReport) -> RunReport:
+    if after is not None:
+        after(report)
+    return report
+
+
+def _announce(
+    row: Task,
+    task: DjangoTask,
+    started: TaskResult,
+    backend: DatabaseBackend,
+    outcome: Any,
+    after: Callable[[RunReport], None] | None,
+    report: RunReport,
+) -> None:
+    """The signals that follow a stored outcome (``task_finished`` only when it was
+    stored), then ``after``. ``started`` is the result the run started with."""
+    finished = updated_result(started, row)
     if report.status is not None:
         send_robustly(task_finished, type(backend), task_result=finished)
     send_robustly(
@@ -118,7 +156,7 @@ def run_claimed(row: Task, backend: DatabaseBackend, flusher: Flusher | None = N
         status=report.status,
         task_result=finished,
     )
-    return report
+    _tell(after, report)
 
 
 def _worker_name(row: Task) -> str:
@@ -127,9 +165,10 @@ def _worker_name(row: Task) -> str:
 
 
 def _claim_clock(row: Task) -> ClaimClock | None:
-    """The database's time read by the claim (``claim_next`` annotates it), going on."""
-    database_time = getattr(row, "db_now", None)
-    return ClaimClock(database_time) if database_time is not None else None
+    """The database's time read by the claim, going on (``claim_batch`` attaches it,
+    started at the claim: a row that waited in its batch still gets its real times)."""
+    clock = getattr(row, "claim_clock", None)
+    return clock if isinstance(clock, ClaimClock) else None
 
 
 def _report(
@@ -173,20 +212,21 @@ def _store_refusal(
         return "FAILED" if rejected else None
 
 
-def _storable(value: Any, options: BackendOptions) -> Any:
-    """The return value as it will be stored, or the exception that fails the run."""
+def _storable(value: Any, options: BackendOptions) -> tuple[Any, str]:
+    """The return value as it will be stored and its JSON text, or the exception
+    that fails the run."""
     try:
-        stored = to_json(value, "The return value")
+        stored, text = to_json_text(value, "The return value")
     except InvalidTaskArguments as exc:
         raise ReturnValueNotSerializable(str(exc)) from None
-    size = len(json.dumps(stored).encode())
+    size = len(text.encode())
     if size > options.max_result_bytes:
         raise ResultTooLarge(
             f"The return value is {size:,} bytes of JSON, over MAX_RESULT_BYTES "
             f"({options.max_result_bytes:,}); return less, or store it elsewhere and "
             "return a reference."
         )
-    return stored
+    return stored, text
 
 
 def _adopt_declared_options(row: Task, task: DjangoTask, options: BackendOptions) -> None:

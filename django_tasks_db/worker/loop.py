@@ -30,12 +30,17 @@ from ..local_processes import runs_here
 from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
 from ..signals import send_robustly, worker_started, worker_stopping
+from ..stopping import StopEvent
 from ..task_paths import import_task_modules
-from .claim import PausedQueues, WorkerDeclaredDead, claim_next
+from .batch_size import BatchSize
+from .board import Section
+from .claim import PausedQueues, WorkerDeclaredDead, claim_batch
+from .completions import Completions
 from .execute import RunReport, run_claimed
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .memory import resident_memory_mb
+from .pool import RunnerPool
 
 logger = logging.getLogger("django_tasks_db.worker")
 
@@ -99,6 +104,8 @@ class Worker:
         recycle_after: int | None = None,
         max_memory_mb: float | None = None,
         heartbeat: bool = True,
+        board: Section | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.backend = database_backend(backend)
         self.using = self.backend.database
@@ -112,12 +119,31 @@ class Worker:
         #: True when the worker stopped to be replaced by a fresh process.
         self.recycle = False
         self.row: WorkerRow | None = None
-        self._stop = threading.Event()
-        self._wakeup = Wakeup(self.using, self._stop)
+        self._stop = StopEvent()
+        self._wakeup = Wakeup(self.using, self._stop, self.backend.settings)
         self._paused = PausedQueues(
             self.backend.alias, self.using, self.backend.settings.poll_interval
         )
-        self._flusher = Flusher(self.name)
+        if concurrency < 1:
+            raise ValueError("--concurrency must be at least 1.")
+        self.concurrency = concurrency
+        self._flushers = [Flusher(f"{self.name}-{slot}") for slot in range(concurrency)]
+        self._reconnect = Reconnect(
+            self.using, self._stop, initial=self.backend.settings.poll_interval
+        )
+        self._last_paused: frozenset[str] = frozenset()
+        self._count_lock = threading.Lock()
+        #: Runs finished by this process.
+        self._finished = 0
+        settings = self.backend.settings
+        self._batch = BatchSize(settings.claim_batch_size, settings.batch_window)
+        self._completions = Completions(
+            self.using, settings.batch_window, settings.claim_batch_size
+        )
+        self.board = board
+        #: Runs finished since the worker row last counted them.
+        self._unreported = 0
+        self._idle_reported = True
         self.stop_reason = ""
 
     def _domains(self, requested: Iterable[str] | None) -> list[str] | None:
@@ -162,12 +188,16 @@ class Worker:
         )
         send_robustly(worker_started, type(self), worker=self.row)
         processed = 0
+        self._completions.start_timer()
         try:
             processed = self._loop()
         finally:
+            self._completions.stop_timer()
+            self._finish_bookkeeping()
             send_robustly(worker_stopping, type(self), worker=self.row)
             heartbeat.stop()
-            self._flusher.stop()
+            for flusher in self._flushers:
+                flusher.stop()
             self._unregister()
             logger.info(
                 "Worker %s stopped after %d task(s): %s", self.name, processed, self.stop_reason
@@ -175,39 +205,140 @@ class Worker:
         return processed
 
     def _loop(self) -> int:
-        processed = 0
-        poll_interval = self.backend.settings.poll_interval
-        reconnect = Reconnect(self.using, self._stop, initial=poll_interval)
-        assert self.row is not None
+        if self.concurrency > 1:
+            return self._loop_with_runners()
         while not self.stopping:
-            try:
-                paused = self._paused.get()
-                row = claim_next(self.row, self.domains, self.using, paused)
-            except WorkerDeclaredDead:
-                self._revive()
+            self._completions.flush()  # before claiming more: written within the window
+            rows = self._claim(self._batch.next(self._room(self._finished)))
+            if rows is None:
                 continue
-            except DatabaseError as exc:
-                reconnect.failed("Claim", exc)
-                continue
-            reconnect.succeeded()
-            if row is None:
-                if self.burst and not self._anything_ready(paused):
-                    self.request_stop("burst: nothing left to run")
+            if not rows:
+                if self._done_or_wait():
                     break
-                self._wakeup.wait(poll_interval)
                 continue
-            self._run_one(row)
-            processed += 1
-            if self.max_tasks is not None and processed >= self.max_tasks:
-                self.request_stop(f"ran --max-tasks={self.max_tasks}")
-            elif self.recycle_after is not None and processed >= self.recycle_after:
-                self._recycle(f"ran --max-tasks-per-child={self.recycle_after}")
-            elif (
-                self.max_memory_mb is not None
-                and (rss := resident_memory_mb()) > self.max_memory_mb
-            ):
-                self._recycle(f"uses {rss:.0f} MB, above --max-memory={self.max_memory_mb:g}")
-        return processed
+            for index, row in enumerate(rows):
+                if self.stopping:
+                    self._release(rows[index:])
+                    break
+                self._run_one(0, row)
+                if self._completions.due():
+                    self._completions.flush()
+                self._check_limits(self._finished)
+        return self._finished
+
+    def _loop_with_runners(self) -> int:
+        """``--concurrency``: claim for the runner threads, keep them fed, write outcomes."""
+        pool = RunnerPool(self.concurrency, self._run_one, self.name)
+        claimed = 0
+        try:
+            while not self.stopping:
+                if self._completions.due():
+                    self._completions.flush()
+                room = pool.room()
+                if room == 0:
+                    pool.wait(self._completions.window)
+                    continue
+                limit = room + self._batch.next() - 1
+                rows = self._claim(
+                    limit if (left := self._room(claimed)) is None else min(limit, left)
+                )
+                if rows is None:
+                    continue
+                if rows:
+                    claimed += len(rows)
+                    pool.put(rows)
+                    self._check_limits(claimed)
+                elif pool.busy:
+                    pool.wait(self._completions.window)
+                elif self._done_or_wait():
+                    break
+        finally:
+            self._release(pool.take_waiting())
+            pool.stop()
+        return self._finished
+
+    def _claim(self, limit: int) -> list[Task] | None:
+        """Claim up to ``limit`` rows; None when the claim failed (and was dealt with)."""
+        assert self.row is not None
+        done = self._take_unreported()
+        try:
+            paused = self._paused.get()
+            self._last_paused = paused
+            rows = claim_batch(self.row, self.domains, self.using, paused, limit, done=done)
+            if not rows:  # the claim counted nothing
+                self._count_unreported(done)
+                self._report_idle()
+        except WorkerDeclaredDead:
+            self._count_unreported(done)
+            self._revive()
+            return None
+        except DatabaseError as exc:
+            self._count_unreported(done)
+            self._reconnect.failed("Claim", exc)
+            return None
+        self._reconnect.succeeded()
+        if rows:
+            self._idle_reported = False
+            self._wakeup.worked()
+        return rows
+
+    def _done_or_wait(self) -> bool:
+        """Nothing was claimed: True when a burst worker is done, else wait for work."""
+        if self.burst and not self._anything_ready(self._last_paused):
+            self.request_stop("burst: nothing left to run")
+            return True
+        self._wakeup.wait(self.backend.settings.poll_interval)
+        return False
+
+    def _room(self, processed: int) -> int | None:
+        """How many more tasks --max-tasks and --max-tasks-per-child allow, if they are set."""
+        limits = [n - processed for n in (self.max_tasks, self.recycle_after) if n is not None]
+        return min(limits) if limits else None
+
+    def _check_limits(self, processed: int) -> None:
+        if self.max_tasks is not None and processed >= self.max_tasks:
+            self.request_stop(f"ran --max-tasks={self.max_tasks}")
+        elif self.recycle_after is not None and processed >= self.recycle_after:
+            self._recycle(f"ran --max-tasks-per-child={self.recycle_after}")
+        elif self.max_memory_mb is not None and (rss := resident_memory_mb()) > self.max_memory_mb:
+            self._recycle(f"uses {rss:.0f} MB, above --max-memory={self.max_memory_mb:g}")
+
+    def _release(self, rows: list[Task]) -> None:
+        """Give back claimed tasks that did not start (stopping): READY, uncharged."""
+        if not rows:
+            return
+        try:
+            released = transitions.release(rows)
+        except DatabaseError as exc:  # its supervisor, or a reaper, gives them back
+            logger.error("Could not give back %d claimed task(s): %s", len(rows), exc)
+            return
+        logger.info("Gave back %d claimed task(s) that had not started.", released)
+
+    def _take_unreported(self) -> int:
+        """The runs finished since the worker row last counted them (now counted)."""
+        with self._count_lock:
+            done, self._unreported = self._unreported, 0
+            return done
+
+    def _count_unreported(self, done: int) -> None:
+        with self._count_lock:
+            self._unreported += done
+
+    def _report_idle(self) -> None:
+        """Idle: the worker row shows no current task and counts the runs done since
+        the last claim (one write when it goes idle, none per poll)."""
+        if self._idle_reported and not self._unreported:
+            return
+        assert self.row is not None
+        done = self._take_unreported()
+        try:
+            self.row.unless_dead().update(
+                current_task=None, tasks_processed=F("tasks_processed") + done
+            )
+        except DatabaseError:
+            self._count_unreported(done)
+            raise
+        self._idle_reported = True
 
     def _recycle(self, reason: str) -> None:
         self.recycle = True
@@ -219,23 +350,35 @@ class Worker:
         ready = Task.objects.using(self.using).ready().for_domains(self.domains)
         return ready.unpaused(paused).exists()
 
-    def _run_one(self, row: Task) -> None:
+    def _run_one(self, slot: int, row: Task) -> None:
+        """Run one claimed row in ``slot`` (its board slot and log flusher)."""
         started = time.monotonic()
+        if self.board is not None:
+            self.board.start(slot, row.pk, row.claim_token, row.timeout)
+
+        def after(report: RunReport) -> None:
+            self._log_outcome(row, report, time.monotonic() - started)
+
         try:
-            report = run_claimed(row, self.backend, self._flusher)
+            run_claimed(row, self.backend, self._flushers[slot], self._completions, after)
         except DatabaseError:
-            raise
+            if self.concurrency == 1:
+                raise
+            # As a process would: stop, to be replaced; the rows still RUNNING under
+            # this worker's stopped row are recovered by the next reap.
+            logger.exception("Task %s: the database failed under it.", row.pk)
+            self._recycle(f"a database error while running task {row.pk}")
         except Exception as exc:  # a bug or a row nothing foresaw: that row fails alone
             logger.exception("Task %s could not be run; failing it.", row.pk)
-            report = RunReport(transitions.fail(row, exc, None, self.backend.settings), exc)
-        self._log_outcome(row, report, time.monotonic() - started)
+            after(RunReport(transitions.fail(row, exc, None, self.backend.settings), exc))
+        finally:
+            if self.board is not None:
+                self.board.finish(slot)
+        self._batch.observe(time.monotonic() - started)
+        with self._count_lock:
+            self._unreported += 1
+            self._finished += 1
         keep_connection_healthy(self.using)
-        assert self.row is not None
-        self.row.unless_dead().update(
-            current_task=None,
-            tasks_processed=F("tasks_processed") + 1,
-            last_heartbeat_at=DatabaseNow(),
-        )
 
     def _log_outcome(self, row: Task, report: RunReport, seconds: float) -> None:
         """One line per run: what became of it, why, and when it runs next."""
@@ -259,6 +402,14 @@ class Worker:
             why,
             seconds,
         )
+
+    def _finish_bookkeeping(self) -> None:
+        """Write the outcomes still waiting and count the last runs, before stopping."""
+        try:
+            self._completions.flush()
+            self._report_idle()
+        except DatabaseError as exc:
+            logger.error("Worker %s could not write its last outcomes: %s", self.name, exc)
 
     # -- registration -------------------------------------------------------------------
 

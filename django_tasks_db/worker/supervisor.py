@@ -16,9 +16,8 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connections
 from django.db.models import Case, F, FloatField, Q, Value, When
@@ -29,6 +28,7 @@ from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
 from ..reaper import Reaper
 from ..task_paths import import_task_modules
+from .board import Board, Section
 from .child import NAME_TAKEN_EXIT, RECYCLE_EXIT, ChildSpec, run_child
 from .heartbeat import STOP_FROM_CONTROL_ROOM
 from .kills import Cause, settle
@@ -81,6 +81,7 @@ class Supervisor:
         backend: str = "default",
         domains: list[str] | None = None,
         processes: int = 1,
+        concurrency: int = 1,
         name: str | None = None,
         burst: bool = False,
         max_tasks: int | None = None,
@@ -90,6 +91,8 @@ class Supervisor:
     ) -> None:
         if processes < 1:
             raise ValueError("--processes must be at least 1.")
+        if concurrency < 1:
+            raise ValueError("--concurrency must be at least 1.")
         probe = Worker(backend=backend, domains=domains)  # validates backend and domains
         self.backend = probe.backend
         self.using = probe.using
@@ -101,12 +104,15 @@ class Supervisor:
             max_tasks=max_tasks,
             recycle_after=max_tasks_per_child,
             max_memory_mb=max_memory_mb,
+            concurrency=concurrency,
         )
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.grace_period = (
             self.settings.shutdown_grace_period if grace_period is None else grace_period
         )
         self.slots = [Slot(number) for number in range(1, processes + 1)]
+        #: What each child is running now (shared memory: no write per task).
+        self.board = Board(processes, concurrency)
         self.children: dict[int, Child] = {}
         self.stop_reason = ""
         #: Why the command must exit with an error (a worker name in use), if it must.
@@ -192,9 +198,11 @@ class Supervisor:
             if slot.generation > 1:
                 name += f".{slot.generation}"
             connections.close_all()  # never share a connection with a child
+            section = self.board.section(slot.number - 1)
+            section.clear()
             pid = os.fork()
             if pid == 0:
-                run_child(self.spec, name, os.getppid())
+                run_child(self.spec, name, os.getppid(), section)
             self.children[pid] = Child(slot.number, name, pid)
             logger.info("Started worker process %s (pid %d).", name, pid)
 
@@ -245,7 +253,8 @@ class Supervisor:
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         detail = f"worker process {child.name} (pid {child.pid}) died: {how}"
         logger.error("%s; restarting it.", detail)
-        self._settle_tasks_of(child, Cause.CRASHED, detail)
+        started = {(e.task_id, e.claim_token) for e in self._section(child).running()}
+        self._settle_tasks_of(child, Cause.CRASHED, detail, targets=started)
         self._mark_worker(child, WorkerRow.Status.DEAD, detail)
         now = time.monotonic()
         if now - child.started < CRASH_LOOP_WINDOW:  # dying at start: back off
@@ -287,11 +296,15 @@ class Supervisor:
 
     def _begin_shutdown(self, *, force: bool) -> None:
         if force:
-            logger.warning("Second stop request: killing running tasks now.")
+            logger.warning(
+                "Second stop request: killing running tasks now; they go back in the queue."
+            )
             self._deadline = time.monotonic()
             return
         logger.info(
-            "Stopping: running tasks get %.0fs to finish (%s).", self.grace_period, self.stop_reason
+            "Stopping: running tasks get %.0fs to finish (%s; again to interrupt them).",
+            self.grace_period,
+            self.stop_reason,
         )
         self._deadline = time.monotonic() + self.grace_period
         for child in self.children.values():
@@ -374,63 +387,64 @@ class Supervisor:
             logger.info("Supervisor %s: %s.", self.name, STOP_FROM_CONTROL_ROOM)
             self.request_stop(STOP_FROM_CONTROL_ROOM)
 
+    def _section(self, child: Child) -> Section:
+        return self.board.section(child.slot - 1)
+
     def _enforce_limits(self) -> None:
-        """Kill the process of a task that was aborted or is past its time limit
-        (both judged on the database's clock)."""
+        """Kill the process of a task that was aborted (asked in the database) or runs
+        past its time limit (counted from the start of the run, on the board)."""
         by_name = {child.name: child for child in self.children.values()}
         if not by_name:
             return
-        running = (
+        for child in list(by_name.values()):
+            for entry in self._section(child).running():
+                over = entry.timeout is not None and entry.elapsed() >= min(
+                    entry.timeout, MAX_DELAY_SECONDS
+                )
+                if over and not child.killed_for:
+                    detail = f"ran longer than its {entry.timeout:g}s time limit"
+                    cause = Cause.TIME_LIMIT
+                    self._kill_for(child, entry.task_id, entry.claim_token, cause, detail)
+        aborted = (
             Task.objects.using(self.using)
             .running()
             .filter(worker__in=WorkerRow.objects.using(self.using).filter(self._own_rows()))
-            .filter(Q(abort_requested_at__isnull=False) | Q(timeout__isnull=False))
-            .annotate(db_now=DatabaseNow())
+            .filter(abort_requested_at__isnull=False)
             .select_related("worker")
         )
-        for row in running:
-            try:
-                self._enforce_limit(row, row.db_now, by_name)
-            except DatabaseError:
-                raise
-            except Exception:  # one row's odd content stops only its own check
-                logger.exception("Could not check the limits of task %s.", row.pk)
+        for row in aborted:
+            holder = by_name.get(row.worker.name) if row.worker else None
+            if holder is None or holder.killed_for:
+                continue
+            detail = f"aborted on request at {row.abort_requested_at}"
+            self._kill_for(holder, row.pk, row.claim_token, Cause.ABORTED, detail)
 
-    def _enforce_limit(self, row: Task, now: datetime, by_name: dict[str, Child]) -> None:
-        """Kill the process of ``row`` if it was aborted or ran past its time limit
-        (``now``: the database's time)."""
-        if row.abort_requested_at is not None:
-            cause, detail = Cause.ABORTED, f"aborted on request at {row.abort_requested_at}"
-        elif (
-            row.timeout is not None
-            and row.last_attempted_at is not None
-            and now - row.last_attempted_at
-            >= timedelta(seconds=min(row.timeout, MAX_DELAY_SECONDS))
-        ):
-            cause, detail = Cause.TIME_LIMIT, f"ran longer than its {row.timeout:g}s time limit"
-        else:
-            return
-        child = by_name.get(row.worker.name) if row.worker else None
-        if child is None or child.killed_for:
-            return
-        logger.warning("Task %s %s: killing %s.", row.pk, detail, child.name)
-        self._kill(child, f"task {row.pk} {cause}")
-        self._settle_tasks_of(child, cause, detail, target=row)
-        self._mark_worker(child, WorkerRow.Status.STOPPED, f"killed: task {row.pk} {detail}")
+    def _kill_for(
+        self, child: Child, task_id: object, claim_token: object, cause: Cause, detail: str
+    ) -> None:
+        """Kill ``child`` for one of its tasks; that task gets ``cause``, the others it
+        held go back to the queue uncharged."""
+        logger.warning("Task %s %s: killing %s.", task_id, detail, child.name)
+        self._kill(child, f"task {task_id} {cause}")
+        self._settle_tasks_of(child, cause, detail, targets={(task_id, claim_token)})
+        self._mark_worker(child, WorkerRow.Status.STOPPED, f"killed: task {task_id} {detail}")
 
     def _settle_tasks_of(
-        self, child: Child, cause: Cause, detail: str, target: Task | None = None
+        self,
+        child: Child,
+        cause: Cause,
+        detail: str,
+        targets: Collection[tuple[object, object]] | None = None,
     ) -> None:
         """Settle every task still RUNNING under the child's row.
 
-        ``target`` is the task the kill was for; any other (claimed between our read
-        and the kill) did nothing wrong and goes back to the queue uncharged.
+        ``targets`` (task id and claim token) are the runs ``cause`` is about (None:
+        all of them); any other it held (claimed but not started, or claimed between
+        our read and the kill) did nothing wrong and goes back to the queue uncharged.
         """
         own = WorkerRow.objects.using(self.using).filter(self._own_rows([child]))
         for row in Task.objects.using(self.using).running().filter(worker__in=own):
-            is_target = target is None or (
-                row.pk == target.pk and row.claim_token == target.claim_token
-            )
+            is_target = targets is None or (row.pk, row.claim_token) in targets
             try:
                 status = settle(row, cause if is_target else Cause.SHUTDOWN, detail, self.settings)
             except DatabaseError:

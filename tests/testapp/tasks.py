@@ -350,3 +350,20 @@ def hold_memory(megabytes: int, seconds: float) -> int:
     held = b"m" * (megabytes * 2**20)
     time.sleep(seconds)
     return len(held)
+
+
+@task
+def tick(key: str, seconds: float = 0.0) -> int:
+    """Sleeps, then records one more run of ``key``; returns its number (batch tests
+    count how often each task ran)."""
+    time.sleep(seconds)
+    return _runs(key)
+
+
+@task(max_attempts=2)
+def start_then_sleep(key: str, seconds: float) -> int:
+    """Records its start (``key:N``, N the run's number), then sleeps: a test that sees
+    the record knows the run has started, not only been claimed."""
+    _runs(key)
+    time.sleep(seconds)
+    return os.getpid()

@@ -38,6 +38,13 @@ class Command(BaseCommand):
             "--processes", type=int, default=1, metavar="N", help="Worker processes (default 1)."
         )
         parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=1,
+            metavar="N",
+            help="Tasks each process runs at once, in threads, for I/O-bound tasks (default 1).",
+        )
+        parser.add_argument(
             "--burst", action="store_true", help="Exit (status 0) once no task is ready."
         )
         parser.add_argument(
@@ -63,7 +70,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for flag in ("processes", "max_tasks", "max_tasks_per_child"):
+        for flag in ("processes", "concurrency", "max_tasks", "max_tasks_per_child"):
             if options[flag] is not None and options[flag] < 1:
                 raise CommandError(f"--{flag.replace('_', '-')} must be at least 1.")
         for flag in ("max_memory", "grace_period"):
@@ -75,6 +82,7 @@ class Command(BaseCommand):
                 backend=options["backend"],
                 domains=options["domains"],
                 processes=options["processes"],
+                concurrency=options["concurrency"],
                 name=options["worker_id"],
                 burst=options["burst"],
                 max_tasks=options["max_tasks"],
@@ -86,17 +94,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            again = supervisor.stopping
-            supervisor.request_stop(f"received {name}")
-            if again:
-                self.stderr.write(
-                    f"{name} again: killing running tasks; they go back in the queue."
-                )
-            else:
-                self.stderr.write(
-                    f"{name}: stopping after the running tasks (again to interrupt them)."
-                )
+            # Nothing here may take a lock (no output): the supervisor says what it does.
+            supervisor.request_stop(f"received {signal.Signals(signum).name}")
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)

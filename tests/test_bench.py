@@ -1,0 +1,66 @@
+"""The benchmark's small sections, with tiny counts on the test database, so that
+``scripts/bench`` does not rot between the runs that publish figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench, claim_history, ours, report
+from django_tasks_db.models import Task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_enqueue_section_prints_the_table_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    bench.main(["--only", "enqueue", "--enqueues", "5", "--tasks", "20", "--json", str(out)])
+    document = json.loads(out.read_text())
+    assert set(document["figures"]) == {"enqueue.autocommit", "enqueue.transaction", "enqueue.bulk"}
+    assert all(rate > 0 for rate in document["figures"].values())
+    assert document["machine"]["cores"] >= 1
+    printed = capsys.readouterr().out
+    assert "| measure " in printed and "enqueue_many of 20" in printed
+    assert not Task.objects.exists()  # the queue tables are emptied on the way out
+
+
+def test_unknown_section_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        bench.parse(["--only", "enqueue,nonsense"])
+
+
+def test_figures_math_and_table() -> None:
+    assert report.percentile([5, 1, 4, 2, 3], 0.5) == 3
+    assert report.percentile(list(range(1, 51)), 0.95) == 48  # nearest rank
+    assert report.steady_rate(11, 100.0, 105.0) == 2.0
+    ours_figures = report.drain_figures(100, 2, steady=200.0, wall=150.0)
+    peer = bench.peer_figures(
+        {"drain": {"2": {"count": 100, "first": 0.0, "last": 0.99, "wall": 2.0}}}
+    )
+    lines = report.table(ours_figures, peer).splitlines()
+    assert lines[0].startswith("| measure") and "ours/theirs" in lines[0]
+    steady = next(line for line in lines if "steady" in line)
+    assert "200 tasks/s" in steady and "100 tasks/s" in steady and "2.00" in steady
+
+
+def test_claim_plan_is_read_on_this_database() -> None:
+    for one_queue in (False, True):
+        plan = claim_history.explain(one_queue)
+        assert plan.lines and plan.query.startswith("SELECT")
+        assert plan.verdict()
+
+
+@pytest.mark.slow
+def test_drain_latency_and_io_sections_with_real_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKS_TEST_WORKER", "1")  # the workers use the test database
+    monkeypatch.setattr(ours, "POLL_INTERVAL", "0.05")
+    steady, wall = ours.drain(30, processes=1)
+    assert steady > 0 and wall > 0
+    client, server = ours.latency(samples=2)
+    assert len(client) == len(server) == 2 and min(client) > 0
+    io = ours.io_figures(count=20, seconds=0.01).rows[0]
+    assert io.text == "n/a (no --concurrency)" if not ours.has_concurrency() else io.value
