@@ -2,8 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, overload
+
+if TYPE_CHECKING:
+    from .framework import Task
+
 __version__ = "0.1.0"
-__all__ = ["set_progress"]
+__all__ = ["set_progress", "task"]
+
+
+@overload
+def task(function: Callable[..., Any], /) -> Task: ...
+
+
+@overload
+def task(
+    *,
+    priority: int = 0,
+    queue_name: str = "default",
+    backend: str = "default",
+    takes_context: bool = False,
+    **options: Any,
+) -> Callable[[Callable[..., Any]], Task]: ...
+
+
+def task(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    priority: int = 0,
+    queue_name: str = "default",
+    backend: str = "default",
+    takes_context: bool = False,
+    **options: Any,
+) -> Task | Callable[[Callable[..., Any]], Task]:
+    """The framework's ``@task``, with this backend's options on every supported Django.
+
+    ``@task(max_attempts=5, timeout=600, retry_on=(IOError,))`` works the same on
+    Django 5.2 (the ``django-tasks`` backport), 6.0 (whose own decorator refuses
+    those options) and 6.1+. The result is the framework's Task: ``enqueue``,
+    ``using`` and the rest are unchanged. (The framework is imported here lazily:
+    this module must load before Django's apps are ready.)
+    """
+    from .framework import make_task
+
+    def decorate(func: Callable[..., Any]) -> Task:
+        return make_task(
+            func,
+            priority=priority,
+            queue_name=queue_name,
+            backend=backend,
+            takes_context=takes_context,
+            options=options,
+        )
+
+    return decorate if function is None else decorate(function)
 
 
 def set_progress(current: float, total: float | None = None, message: str = "") -> None:

@@ -8,9 +8,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from django.utils.json import normalize_json
-
 from .exceptions import InvalidTaskArguments
+from .framework import normalize_json
 
 
 def to_json(value: Any, what: str) -> Any:

@@ -17,17 +17,21 @@ from typing import Any, cast
 from asgiref.sync import sync_to_async
 from django.core import checks
 from django.db import transaction
-from django.tasks import Task, TaskResult
-from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
-from django.tasks.exceptions import InvalidTask
-from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from .arguments import prepare_arguments
 from .bulk import Call, call_pairs, insert_rows, prepare_calls
 from .conf import BackendOptions, is_positive_int, is_positive_number, is_time_limit
 from .db import notify_enqueued
+from .framework import (
+    TASK_MAX_PRIORITY,
+    TASK_MIN_PRIORITY,
+    BaseTaskBackend,
+    InvalidTask,
+    Task,
+    TaskResult,
+    task_enqueued,
+)
 from .results import get_row, row_to_result, wait_for_row
 from .signals import send_robustly
 from .task_paths import validate_task_path
@@ -108,7 +112,7 @@ _OWN_FIELDS = {
 def database_backend(alias: str) -> DatabaseBackend:
     """The ``TASKS`` backend ``alias``, which must be a DatabaseBackend (for workers,
     schedulers and commands that read the queue tables)."""
-    from django.tasks import task_backends
+    from .framework import task_backends
 
     backend = task_backends[alias]
     if not isinstance(backend, DatabaseBackend):

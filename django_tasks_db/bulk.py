@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 from django.db.models.expressions import DatabaseDefault
-from django.tasks import Task, TaskResult
 
 from .arguments import PreparedArguments, prepare_arguments_json
 from .db import insert_varying_rows
 from .exceptions import InvalidTaskArguments
+from .framework import Task, TaskResult
 
 if TYPE_CHECKING:
     from .models import Task as TaskRow

@@ -17,11 +17,11 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.db import connections
-from django.tasks import task_backends
 from django.utils.module_loading import module_has_submodule
 
 from .conf import BackendOptions
 from .db import skip_locked_problem, sqlite_without_immediate_mode
+from .framework import task_backends
 
 if TYPE_CHECKING:
     from .backend import DatabaseBackend

@@ -14,15 +14,19 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from django.tasks import Task as DjangoTask
-from django.tasks import TaskResult
-from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
-from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.utils import timezone
 
 from . import transitions
 from .backend import DatabaseBackend, database_backend
 from .db import DatabaseNow
+from .framework import (
+    TASK_MAX_PRIORITY,
+    TASK_MIN_PRIORITY,
+    InvalidTask,
+    InvalidTaskBackend,
+    TaskResult,
+)
+from .framework import Task as DjangoTask
 from .models import LIVE_WORKER_STATUSES, Queue, Task, TaskStatus, Worker
 from .task_paths import import_task_modules, may_import, resolve_task
 

@@ -323,10 +323,8 @@ def listen_notify_on(using: str) -> bool:
     """
     if connections[using].vendor != "postgresql":
         return False
-    from django.tasks import task_backends
-    from django.tasks.exceptions import InvalidTaskBackend
-
     from .backend import DatabaseBackend  # the backend module imports this one
+    from .framework import InvalidTaskBackend, task_backends
 
     for alias in task_backends:
         try:

@@ -4,7 +4,7 @@ They subclass Django's own task exceptions where one fits, so code written for
 ``django.tasks`` catches them without knowing this backend.
 """
 
-from django.tasks.exceptions import InvalidTask, TaskException
+from .framework import InvalidTask, TaskException
 
 
 class InvalidTaskArguments(InvalidTask):

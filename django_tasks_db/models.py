@@ -16,16 +16,20 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
-from django.tasks import Task as DjangoTask
-from django.tasks import task_backends
-from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
-from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.utils import timezone
 
 from .arguments import prepare_arguments
 from .cron import Cron, InvalidCron, parse_zone, validate_expression
 from .db import DatabaseNow
 from .exceptions import InvalidTaskArguments, UnknownTaskPath
+from .framework import (
+    TASK_MAX_PRIORITY,
+    TASK_MIN_PRIORITY,
+    InvalidTask,
+    InvalidTaskBackend,
+    task_backends,
+)
+from .framework import Task as DjangoTask
 from .task_paths import resolve_task
 
 

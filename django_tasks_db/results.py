@@ -10,13 +10,18 @@ from dataclasses import MISSING, fields, replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.core.exceptions import ValidationError
-from django.tasks import Task as DjangoTask
-from django.tasks import TaskResult, TaskResultStatus
-from django.tasks.base import TaskError
-from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 
 from .db import FinishedListener, finished_listener
 from .exceptions import ResultTimeout, UnknownTaskPath
+from .framework import (
+    InvalidTask,
+    InvalidTaskBackend,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+)
+from .framework import Task as DjangoTask
 from .task_paths import resolve_task
 
 if TYPE_CHECKING:
@@ -66,7 +71,14 @@ def stand_in_task(row: TaskRow) -> DjangoTask:
     stand_in.__module__ = module or __name__
     stand_in.__name__ = stand_in.__qualname__ = name or "missing_task"
     stand_in.stand_in_for = path  # type: ignore[attr-defined]  # see is_stand_in
-    return _build_unvalidated(DatabaseTask, func=stand_in)
+    return _build_unvalidated(
+        DatabaseTask,
+        func=stand_in,
+        priority=row.priority,
+        queue_name=row.queue_name,
+        backend=row.backend_name,
+        run_after=row.run_after,
+    )
 
 
 def is_stand_in(task: DjangoTask) -> bool:

@@ -30,9 +30,8 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from django.tasks import Task as DjangoTask
-
     from .conf import BackendOptions
+    from .framework import Task as DjangoTask
     from .models import Task as TaskRow
 
 logger = logging.getLogger("django_tasks_db.retry")

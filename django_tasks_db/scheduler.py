@@ -36,14 +36,14 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
 from django.db.models import Min, QuerySet
-from django.tasks import Task as DjangoTask
-from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
 from .backend import database_backend
 from .code_schedules import SyncReport, sync_code_schedules
 from .cron import Cron, InvalidCron
 from .db import Reconnect, database_reachable, locking_transaction
+from .framework import InvalidTask
+from .framework import Task as DjangoTask
 from .models import MissedPolicy, Schedule, ScheduleTick
 from .pruning import prune_if_due
 from .reaper import Reaper

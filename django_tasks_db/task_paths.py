@@ -13,10 +13,10 @@ import sys
 from importlib import import_module
 
 from django.apps import apps
-from django.tasks import Task
 from django.utils.module_loading import autodiscover_modules
 
 from .exceptions import UnknownTaskPath
+from .framework import Task
 
 _DOTTED_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 

@@ -56,9 +56,9 @@ from .retry import Decision, decide
 
 if TYPE_CHECKING:
     from django.db.models import Field
-    from django.tasks import Task as DjangoTask
 
     from .conf import BackendOptions
+    from .framework import Task as DjangoTask
     from .models import Worker
 
 #: A task row's primary key, as callers hold it.

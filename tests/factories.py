@@ -1,9 +1,20 @@
 """factory-boy factories for the queue's models."""
 
+from typing import Any
+
 import factory
+from django.db import models
 from django.utils import timezone
 
 from django_tasks_db.models import Schedule, Task, TaskStatus, Worker
+
+
+def json_null() -> Any:
+    """An expression that stores JSON ``null`` in a JSONField (a bare None stores SQL NULL).
+    Django 6.1 spells it ``JSONNull()``; before, ``Value(None, JSONField())``."""
+    if hasattr(models, "JSONNull"):
+        return models.JSONNull()
+    return models.Value(None, models.JSONField())
 
 
 class WorkerFactory(factory.django.DjangoModelFactory):

@@ -6,14 +6,19 @@ from unittest import mock
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import transaction
-from django.tasks import TaskResultStatus, default_task_backend, task_backends
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
 from django.test import override_settings
 from django.utils import timezone
 
 from django_tasks_db.backend import DatabaseBackend, DatabaseTask
 from django_tasks_db.exceptions import InvalidTaskArguments, ResultTimeout, UnknownTaskPath
+from django_tasks_db.framework import (
+    InvalidTask,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    default_task_backend,
+    task_backends,
+    task_enqueued,
+)
 from django_tasks_db.models import Task, TaskStatus
 from tests.testapp import tasks
 

@@ -17,17 +17,16 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db.models import JSONNull
-from django.tasks import TaskResultStatus, default_task_backend
 from django.test import override_settings
 from django.utils import timezone
 
 from django_tasks_db.backend import database_backend
+from django_tasks_db.framework import TaskResultStatus, default_task_backend
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.models import Worker as WorkerRow
 from django_tasks_db.reaper import reap
 from django_tasks_db.worker import Worker
-from tests.factories import TaskFactory, WorkerFactory
+from tests.factories import TaskFactory, WorkerFactory, json_null
 from tests.processes import stop, wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -69,7 +68,7 @@ def tampered(field: str, value: Any, **fields: Any) -> Task:
     row = TaskFactory(
         task_path="tests.testapp.tasks.record_pair", args=["x", "y"], priority=10, **fields
     )
-    Task.objects.filter(pk=row.pk).update(**{field: JSONNull() if value is None else value})
+    Task.objects.filter(pk=row.pk).update(**{field: json_null() if value is None else value})
     row.refresh_from_db()
     assert getattr(row, field) == value  # the tampering took
     return row
@@ -150,7 +149,7 @@ def held_by_a_dead_worker() -> tuple[Task, Task]:
         attempts=1,
         claim_token=uuid.uuid4(),
     )
-    Task.objects.filter(pk=bad.pk).update(errors=JSONNull())
+    Task.objects.filter(pk=bad.pk).update(errors=json_null())
     sound = TaskFactory(
         status=TaskStatus.RUNNING,
         worker=worker,

@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.tasks.signals import task_finished
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from django_tasks_db import signals
+from django_tasks_db.framework import task_finished
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.models import Worker as WorkerRow
 from django_tasks_db.worker import Worker

@@ -74,8 +74,7 @@ def test_a_task_that_prints_nothing_has_no_log_and_costs_no_write(
 ) -> None:
     result = tasks.add.enqueue(1, 2)
     claimed = claim_next(WorkerFactory(), None, "default")
-    from django.tasks import task_backends
-
+    from django_tasks_db.framework import task_backends
     from django_tasks_db.worker.execute import run_claimed
 
     # The claim's own queries are done: the run is the outcome's UPDATE, nothing else.

@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
-from django.tasks.checks import check_tasks
 from django.test import override_settings
+
+from django_tasks_db import framework
+from django_tasks_db.framework import check_tasks
 
 APPS = {
     # An app whose tasks module fails when @task validates it against the backend.
     "e005_bad_queue": (
-        "from django.tasks import task\n\n\n"
+        "from django_tasks_db import task\n\n\n"
         '@task(queue_name="nosuch")\n'
         "def job() -> None:\n"
         "    pass\n"
@@ -27,7 +29,7 @@ APPS = {
     # An app whose tasks module raises something else at import.
     "e005_raises": 'raise RuntimeError("settings.FOO is missing")\n',
     # Apps that are fine: tasks that import, and no tasks module at all.
-    "e005_good": ("from django.tasks import task\n\n\n@task\ndef job() -> int:\n    return 1\n"),
+    "e005_good": ("from django_tasks_db import task\n\n\n@task\ndef job() -> int:\n    return 1\n"),
     "e005_no_tasks": None,
 }
 
@@ -66,7 +68,8 @@ def test_a_task_module_that_fails_to_import_is_an_error(install) -> None:
     install("e005_bad_queue")
     [message] = e005()
     assert message.startswith("Task module 'e005_bad_queue.tasks' cannot be imported")
-    assert "InvalidTask: Queue 'nosuch' is not valid for backend." in message
+    invalid = framework.InvalidTask.__name__  # the backport's is InvalidTaskError
+    assert f"{invalid}: Queue 'nosuch' is not valid for backend." in message
 
 
 def test_every_failing_module_is_named_with_its_exception(install) -> None:

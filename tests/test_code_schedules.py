@@ -4,10 +4,10 @@ from copy import deepcopy
 
 import pytest
 from django.core.checks import run_checks
-from django.tasks import task_backends
 from django.test import override_settings
 
 from django_tasks_db.code_schedules import sync_code_schedules
+from django_tasks_db.framework import task_backends
 from django_tasks_db.models import Schedule
 from tests.factories import ScheduleFactory
 

@@ -3,10 +3,10 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.tasks import task_backends
 from django.test import override_settings
 
 from django_tasks_db.conf import BackendOptions
+from django_tasks_db.framework import task_backends
 
 
 def backend_with(options: dict, **extra) -> dict:

@@ -7,16 +7,14 @@ from unittest import mock
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import IntegrityError, connection, transaction
-from django.tasks import TaskResultStatus
-from django.tasks.exceptions import InvalidTask
-from django.tasks.signals import task_enqueued
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_tasks_db import bulk
+from django_tasks_db import bulk, framework
 from django_tasks_db.db import database_time
 from django_tasks_db.exceptions import InvalidTaskArguments
+from django_tasks_db.framework import InvalidTask, TaskResultStatus, task_enqueued
 from django_tasks_db.models import Task, TaskStatus
 from tests.testapp import tasks
 
@@ -191,7 +189,9 @@ def test_invalid_task_is_refused_once() -> None:
     assert not Task.objects.exists()
 
 
-@override_settings(TASKS={"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}})
+@override_settings(
+    TASKS={"default": {"BACKEND": f"{framework.MODULE}.backends.dummy.DummyBackend"}}
+)
 def test_another_backend_enqueues_one_by_one() -> None:
     results = bulk.enqueue_many(tasks.add, [((1, 2), {}), ((3, 4), {})])
     assert [r.args for r in results] == [[1, 2], [3, 4]]

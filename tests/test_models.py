@@ -1,11 +1,10 @@
 """Task state changes: cancel and abort, race-free, by instance and by id."""
 
 import pytest
-from django.tasks import default_task_backend
-from django.tasks.exceptions import TaskResultDoesNotExist
 from django.utils import timezone
 
 from django_tasks_db.conf import BackendOptions
+from django_tasks_db.framework import TaskResultDoesNotExist, default_task_backend
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.reaper import reap
 from django_tasks_db.worker import Worker
@@ -104,8 +103,7 @@ def test_the_reaper_respects_an_abort_request() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_task_that_fails_with_an_abort_pending_is_not_retried() -> None:
-    from django.tasks import task_backends
-
+    from django_tasks_db.framework import task_backends
     from django_tasks_db.worker.execute import run_claimed
 
     result = tasks.fail_then_succeed.enqueue("abort-pending")  # max_attempts=3

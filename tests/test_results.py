@@ -4,15 +4,14 @@ columns were tampered with still read through Django's ``get_result``."""
 from datetime import timedelta
 
 import pytest
-from django.db.models import JSONNull
-from django.tasks import TaskResultStatus, default_task_backend
 from django.test import override_settings
 from django.utils import timezone
 
 from django_tasks_db.exceptions import UnknownTaskPath
+from django_tasks_db.framework import TaskResultStatus, default_task_backend
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.results import is_stand_in
-from tests.factories import TaskFactory
+from tests.factories import TaskFactory, json_null
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +36,7 @@ def finished(**fields: object) -> Task:
 def tamper(row: Task, **columns: object) -> None:
     """Overwrite JSON columns as a hand edit would (None is JSON null), bypassing the model."""
     Task.objects.filter(pk=row.pk).update(
-        **{name: JSONNull() if value is None else value for name, value in columns.items()}
+        **{name: json_null() if value is None else value for name, value in columns.items()}
     )
     row.refresh_from_db()
     assert all(getattr(row, name) == value for name, value in columns.items())

@@ -4,12 +4,11 @@ import random
 from datetime import timedelta
 
 import pytest
-from django.tasks import default_task_backend
-from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
 from django_tasks_db.conf import BackendOptions
 from django_tasks_db.exceptions import Snooze, TaskTimeLimitExceeded
+from django_tasks_db.framework import InvalidTask, default_task_backend
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.retry import backoff_delay, decide, default_delay
 from django_tasks_db.worker import Worker

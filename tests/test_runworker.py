@@ -7,6 +7,7 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
+from django_tasks_db import framework
 from django_tasks_db.management.logging import configure_command_logging
 from django_tasks_db.models import Task, TaskStatus, Worker
 from django_tasks_db.worker import Worker as WorkerLoop
@@ -110,7 +111,7 @@ def test_a_tasks_module_that_fails_to_import_stops_the_command(
     app.mkdir()
     (app / "__init__.py").write_text("")
     (app / "tasks.py").write_text(
-        'from django.tasks import task\n\n\n@task(queue_name="nosuch")\ndef job():\n    pass\n'
+        'from django_tasks_db import task\n\n\n@task(queue_name="nosuch")\ndef job():\n    pass\n'
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "broken_tasks_app"]
@@ -135,4 +136,4 @@ def test_one_log_line_per_run(caplog) -> None:
     assert any(f"{ok.id} tests.testapp.tasks.add attempt 1: SUCCESSFUL" in line for line in runs)
     (line,) = [line for line in runs if retried.id in line]
     assert "retry, runs again at" in line and "(RuntimeError: attempt 1 fails)" in line
-    assert not [r for r in caplog.records if r.name == "django.tasks"]
+    assert not [r for r in caplog.records if r.name == framework.MODULE]

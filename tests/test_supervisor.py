@@ -10,8 +10,8 @@ import time
 
 import pytest
 from django.db import connection
-from django.tasks import default_task_backend
 
+from django_tasks_db.framework import default_task_backend
 from django_tasks_db.models import Task, TaskStatus, Worker
 from tests.processes import another_host, running_on, stop, task_row, wait_until
 from tests.testapp import tasks

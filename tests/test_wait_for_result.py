@@ -13,11 +13,11 @@ from unittest import mock
 
 import pytest
 from django.db import connections, transaction
-from django.tasks import default_task_backend
 from django.utils import timezone
 
 from django_tasks_db import results, transitions
 from django_tasks_db.exceptions import ResultTimeout
+from django_tasks_db.framework import default_task_backend
 from django_tasks_db.models import Task, TaskStatus
 from tests.factories import WorkerFactory
 from tests.testapp import tasks

@@ -3,11 +3,16 @@
 from datetime import timedelta
 
 import pytest
-from django.tasks import TaskResultStatus, default_task_backend, task_backends
-from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from django_tasks_db import signals
+from django_tasks_db.framework import (
+    TaskResultStatus,
+    default_task_backend,
+    task_backends,
+    task_finished,
+    task_started,
+)
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.models import Worker as WorkerRow
 from django_tasks_db.worker import Worker, WorkerAlreadyRunning
@@ -278,8 +283,8 @@ def test_taking_over_the_name_of_a_dead_worker_recovers_what_it_held() -> None:
 def test_a_database_error_before_the_run_gives_the_claim_back_uncharged(monkeypatch) -> None:
     """Before, one dropped connection here failed a by-path task for good."""
     from django.db import OperationalError
-    from django.tasks import task_backends
 
+    from django_tasks_db.framework import task_backends
     from django_tasks_db.worker.claim import claim_next
     from django_tasks_db.worker.execute import run_claimed
     from tests.factories import WorkerFactory

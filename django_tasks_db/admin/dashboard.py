@@ -19,7 +19,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.tasks import task_backends
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -28,6 +27,7 @@ from django.utils.translation import gettext as _
 from .. import control, overview
 from ..backend import DatabaseBackend
 from ..db import database_time
+from ..framework import task_backends
 from ..models import Dashboard, TaskStatus
 from .chart import throughput_svg
 from .display import duration, to_second

@@ -7,11 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.tasks import TaskResult
-from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 from django.utils.translation import gettext_lazy as _
 
 from .. import control
+from ..framework import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResult
 
 #: Which field an error of ``control.enqueue`` belongs to, by the start of its message.
 _FIELD_OF_ERROR = {

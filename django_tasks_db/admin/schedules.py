@@ -21,7 +21,6 @@ from django.http import (
     HttpResponseNotAllowed,
     HttpResponseRedirect,
 )
-from django.tasks.exceptions import InvalidTask
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -31,6 +30,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from ..cron import InvalidCron
 from ..cron_text import describe
+from ..framework import InvalidTask
 from ..models import Schedule, ScheduleTick
 from .display import EMPTY, badge, in_zone
 

@@ -21,7 +21,6 @@ from django.http import (
     HttpResponseNotAllowed,
     HttpResponseRedirect,
 )
-from django.tasks.exceptions import InvalidTaskBackend
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -30,6 +29,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from .. import control
 from ..backend import DatabaseBackend, database_backend
+from ..framework import InvalidTaskBackend
 from ..models import LIVE_WORKER_STATUSES, Worker
 from ..overview import Health, heartbeat_age, worker_health
 from .display import EMPTY, ReadOnlyPage, age, badge, clock, database_now, to_second

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from ..framework import MODULE
+
 
 def configure_command_logging(verbosity: int) -> None:
     """Show the package's log lines at ``-v`` level unless the project configured them.
@@ -22,7 +24,7 @@ def configure_command_logging(verbosity: int) -> None:
     # The worker logs one line per run (what became of it, why, when it runs next);
     # Django's own "Task ... started/finished" lines would say it twice, in another
     # format. Their signal receivers still run; only those two lines are dropped.
-    tasks_logger = logging.getLogger("django.tasks")
+    tasks_logger = logging.getLogger(MODULE)
     if not any(isinstance(f, _DjangoRunLines) for f in tasks_logger.filters):
         tasks_logger.addFilter(_DjangoRunLines())
     if tasks_logger.level == logging.NOTSET and verbosity < 2:

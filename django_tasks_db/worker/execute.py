@@ -9,9 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
-from django.tasks import Task as DjangoTask
-from django.tasks import TaskContext, TaskResult
-from django.tasks.signals import task_finished, task_started
 
 from .. import transitions
 from ..arguments import check_binding, to_json_text
@@ -23,6 +20,8 @@ from ..exceptions import (
     ResultTooLarge,
     ReturnValueNotSerializable,
 )
+from ..framework import Task as DjangoTask
+from ..framework import TaskContext, TaskResult, task_finished, task_started
 from ..models import Task
 from ..results import row_to_result, updated_result
 from ..signals import send_robustly, task_postrun, task_prerun

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from django.db import DatabaseError
 
@@ -36,7 +37,10 @@ MAX_STORE_DELAY = 10.0
 REFUSED_TRIES = 2
 
 
-def persist[T](write: Callable[[], T], using: str, refused: Callable[[DatabaseError], T]) -> T:
+T = TypeVar("T")
+
+
+def persist(write: Callable[[], T], using: str, refused: Callable[[DatabaseError], T]) -> T:
     """Run ``write`` until it goes through; ``refused(error)`` when the database
     keeps refusing it while reachable (see the module's docstring)."""
     delay = 0.1

@@ -5,10 +5,9 @@ import logging
 import multiprocessing
 import time
 
-from django.tasks import task
 from django.utils import timezone
 
-from django_tasks_db import set_progress
+from django_tasks_db import set_progress, task
 
 from .compute import slow_square
 

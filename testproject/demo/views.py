@@ -4,10 +4,9 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.tasks import default_task_backend
-from django.tasks.exceptions import TaskResultDoesNotExist
 from django.views.decorators.http import require_http_methods
 
+from django_tasks_db.framework import TaskResultDoesNotExist, default_task_backend
 from django_tasks_db.models import Task
 
 from . import tasks

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.tasks import TaskContext, task
+from django_tasks_db import task
+from django_tasks_db.framework import TaskContext
 
 
 @task

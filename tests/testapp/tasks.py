@@ -5,8 +5,7 @@ import os
 import time
 from datetime import timedelta
 
-from django.tasks import task
-
+from django_tasks_db import task
 from django_tasks_db.exceptions import Discard, Snooze
 
 from .models import Run

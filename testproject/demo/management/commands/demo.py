@@ -8,11 +8,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django.tasks import TaskResult, default_task_backend
 from django.utils import timezone
 
 from demo import tasks
 from django_tasks_db.exceptions import ResultTimeout
+from django_tasks_db.framework import TaskResult, default_task_backend
 from django_tasks_db.models import ScheduleTick, Task
 
 CLOCK = "clock-every-5-seconds"
