@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MANAGE = str(ROOT / "testproject" / "manage.py")
-OUT = ROOT / "docs" / "images"
+OUT = Path(os.environ.get("SCREENSHOTS_DIR") or ROOT / "docs" / "images")  # another: to compare
 CHROMIUM = "/usr/bin/chromium"
 
 

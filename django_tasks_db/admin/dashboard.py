@@ -176,7 +176,9 @@ class DashboardAdmin(admin.ModelAdmin):
                 "opts": self.opts,
                 # Only its own assets: the page needs none of the admin's form scripts.
                 "media": forms.Media(
-                    css={"all": ["django_tasks_db/dashboard.css"]},
+                    css={
+                        "all": ["django_tasks_db/dashboard.css", "django_tasks_db/breadcrumbs.css"]
+                    },
                     js=["django_tasks_db/dashboard.js"],
                 ),
                 "fragment_url": reverse("admin:django_tasks_db_dashboard") + "?fragment=1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
@@ -105,7 +106,7 @@ class TaskAdmin(admin.ModelAdmin):
     change_list_template = "admin/django_tasks_db/task/change_list.html"
 
     class Media:
-        css = {"all": ["django_tasks_db/tasks.css"]}
+        css = {"all": ["django_tasks_db/tasks.css", "django_tasks_db/breadcrumbs.css"]}
         js = ["django_tasks_db/tasks.js"]
 
     # -- the list ------------------------------------------------------------------------
@@ -362,6 +363,13 @@ class TaskAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "title": _("Enqueue a task"),
             "form": form,
+            # The admin's own fieldset template lays the fields out: each Django's markup.
+            # (The stubs ask for a ModelForm; the layout needs only fields.)
+            "adminform": helpers.AdminForm(
+                form,  # type: ignore[arg-type]
+                [(None, {"fields": list(form.fields)})],
+                {},
+            ),
             "media": self.media + form.media,
             **(extra_context or {}),
         }
