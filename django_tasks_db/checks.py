@@ -4,7 +4,9 @@ Ids: E001 invalid OPTIONS; E002 DATABASE is not a configured alias; E003 the app
 not installed; E004 the database cannot skip locked rows; W001 SQLite without an
 immediate transaction mode; E005 an installed app's ``tasks`` module fails to import;
 E010-E015 a schedule declared in OPTIONS['SCHEDULES'] (see
-``code_schedules.check_code_schedules``). The database is only contacted when the
+``code_schedules.check_code_schedules``); E006 ``QueueRouter`` with DatabaseBackends that
+name different databases; W002 the routers send the app's models elsewhere than the
+backend's DATABASE. The database is only contacted when the
 check run names databases (``migrate``, ``check --database``).
 """
 
@@ -16,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
-from django.db import connections
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, router
 from django.utils.module_loading import module_has_submodule
 
 from .conf import BackendOptions
@@ -80,9 +83,50 @@ def check_backend(
         from .code_schedules import check_code_schedules
 
         messages += check_code_schedules(backend)
+        messages += check_routing(backend)
     if _first_database_backend(backend):
         messages += check_task_modules()
     return messages
+
+
+def check_routing(backend: DatabaseBackend) -> list[checks.CheckMessage]:
+    """E006 and W002: Django's own code (the admin, ``migrate``, ``Model.save()``
+    without ``using``) asks the routers where the app's models live; the backend
+    and its workers use ``DATABASE``. Both must name the same database."""
+    from .models import Task
+    from .routers import QueueRouter, queue_database, queue_databases
+
+    if any(isinstance(r, QueueRouter) for r in router.routers):
+        try:
+            queue_database()
+        except ImproperlyConfigured as exc:  # said once, not once per backend
+            first = _first_database_backend(backend)
+            return [checks.Error(str(exc), id="django_tasks_db.E006")] if first else []
+    where = f"TASKS[{backend.alias!r}]"
+    routed = router.db_for_write(Task)
+    if routed == backend.database:
+        return []
+    if len(set(queue_databases().values())) > 1:
+        hint = (
+            "The DatabaseBackends name different databases, which QueueRouter refuses: "
+            "route django_tasks_db's models with a router of your own, or silence this."
+        )
+    else:
+        hint = (
+            "Add 'django_tasks_db.routers.QueueRouter' to DATABASE_ROUTERS and run "
+            f'`manage.py migrate --database {backend.database}` (README: "The queue in its '
+            'own database").'
+        )
+    return [
+        checks.Warning(
+            f"{where} keeps its queue in database {backend.database!r}, but Django's routing "
+            f"sends django_tasks_db's models to {routed!r}: the admin, and code that uses "
+            f"the models without .using(), read and write {routed!r}, and migrate creates "
+            f"the tables there.",
+            hint=hint,
+            id="django_tasks_db.W002",
+        )
+    ]
 
 
 def _first_database_backend(backend: DatabaseBackend) -> bool:

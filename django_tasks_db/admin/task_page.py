@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import router
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
@@ -37,15 +38,16 @@ class Attempt:
     traceback: str
 
 
-def worker_links(names: list[str]) -> dict[str, str]:
-    """The admin page of each named worker still on record."""
-    found = Worker.objects.filter(name__in=set(names)).values_list("name", "pk")
+def worker_links(names: list[str], using: str) -> dict[str, str]:
+    """The admin page of each named worker still on record (in the task's database)."""
+    found = Worker.objects.using(using).filter(name__in=set(names)).values_list("name", "pk")
     return {name: reverse("admin:django_tasks_db_worker_change", args=[pk]) for name, pk in found}
 
 
 def attempts(task: Task) -> list[Attempt]:
     entries = [e for e in as_list(task.errors) if isinstance(e, dict)]
-    links = worker_links([str(e["worker"]) for e in entries if e.get("worker")])
+    names = [str(e["worker"]) for e in entries if e.get("worker")]
+    links = worker_links(names, task._state.db or router.db_for_read(Worker))
     result = []
     for entry in entries:
         worker = entry.get("worker")
