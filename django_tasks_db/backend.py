@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.core import checks
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .arguments import prepare_arguments
@@ -35,8 +36,12 @@ from .framework import (
 from .results import get_row, row_to_result, wait_for_row
 from .signals import send_robustly
 from .task_paths import validate_task_path
+from .uniqueness import is_unique, key_for, unique_while_text
 
 logger = logging.getLogger("django_tasks_db")
+
+#: Inserts a unique enqueue tries when each finds the key held, yet no holder to return.
+UNIQUE_TRIES = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +65,28 @@ class DatabaseTask(Task):
     retry_backoff_max: float | None = None
     #: ``policy(task_result, exc) -> seconds | timedelta | None`` (None: do not retry).
     retry_policy: Callable[[TaskResult, BaseException], float | timedelta | None] | None = None
+    #: At most one task with this path and these arguments waits (and runs) at a time;
+    #: enqueueing another returns the first one's result (see ``get_or_enqueue``).
+    unique: bool = False
+    #: ``key(*args, **kwargs) -> str``: what "the same" means instead of the arguments
+    #: (implies ``unique``).
+    unique_key: Callable[..., str] | None = None
+    #: The states that hold the key: ``("READY", "RUNNING")`` (None, the default) or
+    #: ``("READY",)``, which lets one run while the next one waits.
+    unique_while: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.unique_while is not None and not isinstance(self.unique_while, tuple):
+            # Any iterable of states, kept as a tuple so that the Task stays hashable;
+            # validate_task says what is wrong with anything else.
+            with suppress(TypeError):
+                object.__setattr__(self, "unique_while", tuple(self.unique_while))
+        Task.__post_init__(self)
+
+    def get_or_enqueue(self, *args: Any, **kwargs: Any) -> tuple[TaskResult, bool]:
+        """``enqueue``, saying whether it wrote a row: ``(result, True)``, or for a
+        unique task whose key a task already holds, ``(that task's result, False)``."""
+        return _database_backend_of(self).get_or_enqueue(self, args, kwargs)
 
     def using(
         self,
@@ -100,6 +127,9 @@ class DatabaseTask(Task):
 
 
 _OWN_FIELDS = {
+    "unique",
+    "unique_key",
+    "unique_while",
     "max_attempts",
     "timeout",
     "retry_on",
@@ -126,7 +156,8 @@ def _database_backend_of(task: Task) -> DatabaseBackend:
     backend = task.get_backend()
     if not isinstance(backend, DatabaseBackend):
         raise InvalidTask(
-            f"enqueue_many() needs a DatabaseBackend; backend {task.backend!r} is "
+            "enqueue_many() and get_or_enqueue() need a DatabaseBackend; backend "
+            f"{task.backend!r} is "
             f"{type(backend).__name__} (django_tasks_db.bulk.enqueue_many works with any)."
         )
     return backend
@@ -187,6 +218,9 @@ class DatabaseBackend(BaseTaskBackend):
         super().validate_task(task)
         _validate_limits(getattr(task, "max_attempts", None), getattr(task, "timeout", None))
         _validate_retry(task)
+        from .uniqueness import validate as validate_unique
+
+        validate_unique(task)
 
     def _validate_placement(self, queue_name: str, priority: int) -> None:
         if self.queues and queue_name not in self.queues:
@@ -203,12 +237,27 @@ class DatabaseBackend(BaseTaskBackend):
     # -- enqueue ------------------------------------------------------------------------
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
+        return self.get_or_enqueue(task, args, kwargs)[0]
+
+    def get_or_enqueue(
+        self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[TaskResult, bool]:
+        """Enqueue ``task``; ``(result, True)``. For a unique task whose key another
+        task holds: ``(that task's result, False)``, nothing written, no signal."""
         self.validate_task(task)
         stored_args, stored_kwargs = prepare_arguments(task.func, args, kwargs, task.takes_context)
-        row = self._insert(self._row_for(task, stored_args, stored_kwargs))
+        return self._enqueue_prepared(task, stored_args, stored_kwargs)
+
+    def _enqueue_prepared(
+        self, task: Task, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[TaskResult, bool]:
+        row = self._row_for(task, args, kwargs)
+        holder = self._insert(row)
+        if holder is not None:
+            return row_to_result(holder, task), False
         result = row_to_result(row, task)
         send_robustly(task_enqueued, type(self), task_result=result)
-        return result
+        return result, True
 
     def enqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
         """Enqueue ``task`` once per ``(args, kwargs)`` pair in ``calls``; the
@@ -227,6 +276,9 @@ class DatabaseBackend(BaseTaskBackend):
         calls_json = prepare_calls(task, call_pairs(calls))
         if not calls_json:
             return []
+        if is_unique(task):  # each call may meet a holder: one at a time, all or nothing
+            with transaction.atomic(using=self.database):
+                return [self._enqueue_prepared(task, c.args, c.kwargs)[0] for c in calls_json]
         template = self._row_for(task, [], {})
         now = template.enqueued_at
         ids = [uuid.uuid4() for _ in calls_json]
@@ -302,10 +354,25 @@ class DatabaseBackend(BaseTaskBackend):
         return str(row.id)
 
     def _insert(self, row: Any) -> Any:
-        """Write one new row on the queue's database and wake idle workers."""
-        row.save(using=self.database, force_insert=True)
+        """Write one new row on the queue's database and wake idle workers; None.
+        A unique row whose key another row holds is not written: that row is returned."""
+        if row.unique_key is None:
+            row.save(using=self.database, force_insert=True)
+        else:
+            for _ in range(UNIQUE_TRIES):
+                try:
+                    with transaction.atomic(using=self.database):  # a savepoint in yours
+                        row.save(using=self.database, force_insert=True)
+                    break
+                except IntegrityError:  # the key is held (the only unique column left)
+                    holder = row.__class__.objects.using(self.database)
+                    if found := holder.filter(unique_key=row.unique_key).first():
+                        return found
+                    # Its holder let it go between the two statements: try again.
+            else:
+                raise InvalidTask(f"Task key {row.unique_key} stayed contended; try again.")
         self._wake_workers(row)
-        return row
+        return None
 
     def _wake_workers(self, row: Any) -> None:
         """Idle workers of the row's queue look at once when it is due now."""
@@ -323,6 +390,8 @@ class DatabaseBackend(BaseTaskBackend):
             run_after=task.run_after,
             max_attempts=getattr(task, "max_attempts", None),
             timeout=getattr(task, "timeout", None),
+            unique_key=key_for(task, self.alias, args, kwargs),
+            unique_while=unique_while_text(task),
         )
 
     def _new_row(
@@ -337,6 +406,8 @@ class DatabaseBackend(BaseTaskBackend):
         max_attempts: int | None,
         timeout: float | None,
         declared_later: bool = False,
+        unique_key: str | None = None,
+        unique_while: str = "",
     ) -> Any:
         """An unsaved row enqueued now, with the backend's defaults for options left out."""
         from .models import Task as TaskRow
@@ -355,6 +426,8 @@ class DatabaseBackend(BaseTaskBackend):
             enqueued_at=timezone.now(),
             max_attempts=None if declared_later else max_attempts or self.settings.max_attempts,
             timeout=timeout if timeout is not None or declared_later else self.settings.timeout,
+            unique_key=unique_key,
+            unique_while=unique_while if unique_key is not None else "",
         )
         if run_after is not None:
             row.available_at = run_after  # else the column's default: the database's time

@@ -222,6 +222,24 @@ class Task(models.Model):
         null=True, blank=True, editable=False, help_text="Fencing token of the current claim."
     )
     abort_requested_at = models.DateTimeField(null=True, blank=True)
+    # A unique task (@task(unique=True)) holds its key while its state is in
+    # ``unique_while``; every transition out of those states clears it (see
+    # ``uniqueness``). NULLs never collide, so one plain unique index enforces it on
+    # every database, MariaDB's lack of partial indexes included.
+    unique_key = models.CharField(  # noqa: DJ001 - NULL is the point: NULLs never collide
+        max_length=64,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Held by a unique task while it is in one of the states of unique_while.",
+    )
+    unique_while = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        editable=False,
+        help_text='The states that hold unique_key: "READY" or "READY,RUNNING".',
+    )
     log = models.TextField(
         blank=True,
         default="",
@@ -266,6 +284,7 @@ class Task(models.Model):
                 condition=Q(priority__gte=-100) & Q(priority__lte=100),
                 name="task_priority_range",
             ),
+            models.UniqueConstraint(fields=["unique_key"], name="task_unique_key"),
         ]
 
     def __str__(self) -> str:

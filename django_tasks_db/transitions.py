@@ -53,6 +53,7 @@ from .db import (
 from .exceptions import InvalidTaskRow, TaskAborted, TaskCancelled, WorkerLost
 from .models import FINISHED_STATUSES, Task, TaskStatus
 from .retry import Decision, decide
+from .uniqueness import key_after
 
 if TYPE_CHECKING:
     from django.db.models import Field
@@ -177,6 +178,8 @@ def _update(rows: Sequence[Task], where: Q, values: dict[str, Any]) -> int:
     using = rows[0]._state.db or "default"
     queryset: QuerySet[Task] = Task.objects.using(using).filter(where)
     status = values.get("status")  # a per-row CASE may finish some of the rows
+    if "status" in values and "unique_key" not in values:
+        values = {**values, "unique_key": key_after(status)}  # see uniqueness
     finishes = hasattr(status, "resolve_expression") or status in FINISHED_STATUSES
     if finishes and listen_notify_on(using):
         # Waiters LISTEN for finished tasks: the NOTIFY is part of the UPDATE's own
@@ -309,7 +312,7 @@ def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
                     cursor,
                     connection,
                     Task,
-                    {"status": S.SUCCESSFUL, "claim_token": None},
+                    {"status": S.SUCCESSFUL, "claim_token": None, "unique_key": None},
                     [("id", "uuid"), ("return_value", "jsonb"), ("finished_at", "timestamptz")],
                     # None is stored as SQL NULL, as Django stores it.
                     [(row.pk, None if text == "null" else text, at) for row, text, at in kept],
@@ -317,6 +320,7 @@ def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
             notify_finished(using, [row.pk for row, _, _ in kept])  # goes out at commit
     for row, text, at in kept:
         row.status, row.claim_token, row.finished_at = S.SUCCESSFUL, None, at
+        row.unique_key = None
         row.return_value = json.loads(text)
     return [row for row, _, _ in kept]
 

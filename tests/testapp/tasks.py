@@ -366,3 +366,22 @@ def start_then_sleep(key: str, seconds: float) -> int:
     _runs(key)
     time.sleep(seconds)
     return os.getpid()
+
+
+@task(unique=True)
+def unique_report(report_id: int, fmt: str = "pdf") -> str:
+    return f"{report_id}.{fmt}"
+
+
+def _customer_key(customer: str, amount: int = 0) -> str:
+    return customer
+
+
+@task(unique_key=_customer_key, unique_while=("READY",))
+def sync_customer(customer: str, amount: int = 0) -> str:
+    return customer
+
+
+@task(unique=True, max_attempts=2, retry_backoff=0.01)
+def unique_fails(key: str) -> None:
+    raise ValueError(key)
