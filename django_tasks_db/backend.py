@@ -24,6 +24,7 @@ from .arguments import prepare_arguments
 from .bulk import Call, call_pairs, insert_rows, prepare_calls
 from .conf import BackendOptions, is_positive_int, is_positive_number, is_time_limit
 from .db import notify_enqueued
+from .flow import keyed, row_fields
 from .framework import (
     TASK_MAX_PRIORITY,
     TASK_MIN_PRIORITY,
@@ -74,6 +75,14 @@ class DatabaseTask(Task):
     #: The states that hold the key: ``("READY", "RUNNING")`` (None, the default) or
     #: ``("READY",)``, which lets one run while the next one waits.
     unique_while: tuple[str, ...] | None = None
+    #: At most this many run at once, across every worker and host (see ``flow``).
+    concurrency: int | None = None
+    #: ``key(*args, **kwargs) -> str``: the limit holds per key (e.g. per customer).
+    concurrency_key: Callable[..., str] | None = None
+    #: At most this many starts in any window of one period: ``"10/s"``, ``"100/m"``...
+    rate_limit: str | None = None
+    #: ``key(*args, **kwargs) -> str``: the rate holds per key.
+    rate_key: Callable[..., str] | None = None
 
     def __post_init__(self) -> None:
         if self.unique_while is not None and not isinstance(self.unique_while, tuple):
@@ -86,7 +95,7 @@ class DatabaseTask(Task):
     def get_or_enqueue(self, *args: Any, **kwargs: Any) -> tuple[TaskResult, bool]:
         """``enqueue``, saying whether it wrote a row: ``(result, True)``, or for a
         unique task whose key a task already holds, ``(that task's result, False)``."""
-        return _database_backend_of(self).get_or_enqueue(self, args, kwargs)
+        return _database_backend_of(self, "get_or_enqueue").get_or_enqueue(self, args, kwargs)
 
     def using(
         self,
@@ -127,6 +136,10 @@ class DatabaseTask(Task):
 
 
 _OWN_FIELDS = {
+    "concurrency",
+    "concurrency_key",
+    "rate_limit",
+    "rate_key",
     "unique",
     "unique_key",
     "unique_while",
@@ -152,12 +165,11 @@ def database_backend(alias: str) -> DatabaseBackend:
     return backend
 
 
-def _database_backend_of(task: Task) -> DatabaseBackend:
+def _database_backend_of(task: Task, what: str = "enqueue_many") -> DatabaseBackend:
     backend = task.get_backend()
     if not isinstance(backend, DatabaseBackend):
         raise InvalidTask(
-            "enqueue_many() and get_or_enqueue() need a DatabaseBackend; backend "
-            f"{task.backend!r} is "
+            f"{what}() needs a DatabaseBackend; backend {task.backend!r} is "
             f"{type(backend).__name__} (django_tasks_db.bulk.enqueue_many works with any)."
         )
     return backend
@@ -218,9 +230,11 @@ class DatabaseBackend(BaseTaskBackend):
         super().validate_task(task)
         _validate_limits(getattr(task, "max_attempts", None), getattr(task, "timeout", None))
         _validate_retry(task)
+        from .flow import validate as validate_flow
         from .uniqueness import validate as validate_unique
 
         validate_unique(task)
+        validate_flow(task)
 
     def _validate_placement(self, queue_name: str, priority: int) -> None:
         if self.queues and queue_name not in self.queues:
@@ -276,7 +290,7 @@ class DatabaseBackend(BaseTaskBackend):
         calls_json = prepare_calls(task, call_pairs(calls))
         if not calls_json:
             return []
-        if is_unique(task):  # each call may meet a holder: one at a time, all or nothing
+        if is_unique(task) or keyed(task):  # each call its own key: one at a time, all or nothing
             with transaction.atomic(using=self.database):
                 return [self._enqueue_prepared(task, c.args, c.kwargs)[0] for c in calls_json]
         template = self._row_for(task, [], {})
@@ -338,19 +352,18 @@ class DatabaseBackend(BaseTaskBackend):
         if run_after is not None and timezone.is_naive(run_after):
             raise InvalidTask("run_after must be an aware datetime.")
         stored_args, stored_kwargs = prepare_arguments(None, args, kwargs or {})
-        row = self._insert(
-            self._new_row(
-                task_path=task_path,
-                args=stored_args,
-                kwargs=stored_kwargs,
-                queue_name=queue_name,
-                priority=priority,
-                run_after=run_after,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                declared_later=max_attempts is None,
-            )
+        row = self._new_row(
+            task_path=task_path,
+            args=stored_args,
+            kwargs=stored_kwargs,
+            queue_name=queue_name,
+            priority=priority,
+            run_after=run_after,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            declared_later=max_attempts is None,
         )
+        self._insert(row)  # never unique: nothing is returned
         return str(row.id)
 
     def _insert(self, row: Any) -> Any:
@@ -392,6 +405,7 @@ class DatabaseBackend(BaseTaskBackend):
             timeout=getattr(task, "timeout", None),
             unique_key=key_for(task, self.alias, args, kwargs),
             unique_while=unique_while_text(task),
+            flow=row_fields(task, self.alias, args, kwargs),
         )
 
     def _new_row(
@@ -408,6 +422,7 @@ class DatabaseBackend(BaseTaskBackend):
         declared_later: bool = False,
         unique_key: str | None = None,
         unique_while: str = "",
+        flow: dict[str, Any] | None = None,
     ) -> Any:
         """An unsaved row enqueued now, with the backend's defaults for options left out."""
         from .models import Task as TaskRow
@@ -428,6 +443,7 @@ class DatabaseBackend(BaseTaskBackend):
             timeout=timeout if timeout is not None or declared_later else self.settings.timeout,
             unique_key=unique_key,
             unique_while=unique_while if unique_key is not None else "",
+            **(flow or {}),
         )
         if run_after is not None:
             row.available_at = run_after  # else the column's default: the database's time

@@ -215,6 +215,24 @@ def parse_json(text: str | None, what: str, default: Any) -> Any:
         raise ControlError(f"{what} is not valid JSON: {reason}.") from exc
 
 
+# -- why a task waits ------------------------------------------------------------------------
+
+
+def why_waiting(row: Task, now: datetime) -> str | None:
+    """Why a READY task is not running yet, in words; None when a worker may claim it
+    now (or it is not READY). ``now`` is the database's time."""
+    from .flow import waiting_reason
+
+    if row.status != TaskStatus.READY:
+        return None
+    using = _db(row)
+    if row.available_at is not None and row.available_at > now:
+        return f"not due until {row.available_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if row.queue_name in paused_queues(row.backend_name, using):
+        return f"queue {row.queue_name!r} is paused"
+    return waiting_reason(row, using)
+
+
 # -- queues --------------------------------------------------------------------------------
 
 

@@ -240,6 +240,19 @@ class Task(models.Model):
         editable=False,
         help_text='The states that hold unique_key: "READY" or "READY,RUNNING".',
     )
+    # Flow control (see ``flow``): at most ``concurrency_limit`` RUNNING rows share a
+    # ``concurrency_group``; at most ``rate_limit`` starts of a ``rate_group`` fall in
+    # any ``rate_period`` seconds. The groups are hashes of the backend, the path and
+    # the task's key function's answer.
+    concurrency_group = models.CharField(  # noqa: DJ001 - NULL: no limit
+        max_length=64, null=True, blank=True, editable=False
+    )
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    rate_group = models.CharField(  # noqa: DJ001 - NULL: no limit
+        max_length=64, null=True, blank=True, editable=False
+    )
+    rate_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    rate_period = models.FloatField(null=True, blank=True, editable=False)
     log = models.TextField(
         blank=True,
         default="",
@@ -278,6 +291,8 @@ class Task(models.Model):
             models.Index(
                 fields=["backend_name", "queue_name", "status"], name="task_queue_counts_idx"
             ),
+            # How many of a concurrency group run: read under the group's lock at claims.
+            models.Index(fields=["concurrency_group", "status"], name="task_concurrency_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -547,6 +562,29 @@ class ScheduleTick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_id} @ {self.scheduled_at.isoformat()}"
+
+
+class FlowGroup(models.Model):
+    """One row per concurrency or rate group: claims of the group's tasks lock it, so
+    that they count its running tasks and recent starts one at a time (``flow``)."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class TaskStart(models.Model):
+    """A start of a rate-limited task, kept for one period of its limit (``flow``)."""
+
+    group = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["group", "started_at"], name="task_start_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.group} {self.started_at}"
 
 
 class Dashboard(Task):

@@ -47,6 +47,7 @@ def test_a_failure_lets_the_key_go_and_a_retry_keeps_it() -> None:
     row = Task.objects.get(pk=first.id)
     assert row.status == TaskStatus.READY and row.unique_key is not None
     assert tasks.unique_fails.enqueue("x").id == first.id  # still the one
+
     # The retry is due 10 ms after the failure: run until it ran, within a deadline.
     def ran_to_the_end() -> bool:
         run_all()

@@ -284,6 +284,7 @@ class TaskAdmin(admin.ModelAdmin):
             "original": task,
             "name": display.task_name(task.task_path),
             "status": display.status_badge(task.status),
+            "waiting": control.why_waiting(task, now),
             "attempts_text": display.attempts_text(task),
             "times": task_page.times(task, now),
             "attempts": task_page.attempts(task),

@@ -105,6 +105,7 @@ def details(row: Task, now: datetime) -> dict[str, Any]:
         "progress": row.progress,
         "log": row.log,
         "actions": control.actions_for(row),
+        "waiting": control.why_waiting(row, now),
     }
 
 
@@ -196,6 +197,7 @@ def show_lines(row: Task, now: datetime) -> list[str]:
         ("id", row.pk),
         ("task", row.task_path),
         ("status", row.status),
+        ("waiting", control.why_waiting(row, now) or EMPTY),
         ("backend", row.backend_name),
         ("queue", row.queue_name),
         ("priority", row.priority),

@@ -8,7 +8,7 @@ from collections.abc import Collection
 
 from django.db.models import F, QuerySet
 
-from .. import transitions
+from .. import flow, transitions
 from ..db import DatabaseNow, locking_transaction
 from ..models import Task, Worker
 from ..transitions import ClaimClock, TaskId
@@ -49,14 +49,18 @@ def claim_batch(
         if not domains:  # every queue it serves is paused
             return []
         paused = ()  # left out of the domains already
+    full = flow.Refused([], set(), set())  # groups at their limit: looked past
     with locking_transaction(using):
         for _ in range(MAX_REJECTS_PER_CLAIM):
-            rows, rejected = _lock_ready(using, domains, paused, limit)
+            rows, rejected = _lock_ready(using, domains, paused, limit, full)
+            rows, refused = flow.admit(rows, using)
             if not rows:
-                if rejected:
+                if rejected or refused.rows:  # look again, past those rows' groups
+                    full.concurrency_groups |= refused.concurrency_groups
+                    full.rate_groups |= refused.rate_groups
                     continue
                 return []
-            now = rows[0].db_now  # type: ignore[attr-defined]
+            now = refused.now or rows[0].db_now  # type: ignore[attr-defined]
             # Counts as a heartbeat: a worker busy claiming is never mistaken for a dead one.
             if not worker.unless_dead().update(
                 current_task=rows[0].pk,
@@ -89,7 +93,11 @@ _REJECTED = Task()
 
 
 def _lock_ready(
-    using: str, domains: list[str] | None, paused: Collection[str], limit: int
+    using: str,
+    domains: list[str] | None,
+    paused: Collection[str],
+    limit: int,
+    full: flow.Refused | None = None,
 ) -> tuple[list[Task], int]:
     """Lock up to ``limit`` ready rows in claim order, skipping locked ones.
 
@@ -99,10 +107,15 @@ def _lock_ready(
     (InnoDB locks every row a locking read examines). The heads of the queues are
     merged; rows locked beyond ``limit`` are let go at commit.
 
-    Returns the rows that can run and how many were failed for their content. Each
-    row carries ``db_now``, the database's time.
+    Rows of the ``full`` flow groups are left out. Returns the rows that can run and
+    how many were failed for their content. Each row carries ``db_now``, the
+    database's time.
     """
     ready = Task.objects.using(using).ready().unpaused(paused)
+    if full is not None and full.concurrency_groups:
+        ready = ready.exclude(concurrency_group__in=sorted(full.concurrency_groups))
+    if full is not None and full.rate_groups:
+        ready = ready.exclude(rate_group__in=sorted(full.rate_groups))
     claimable = (
         ready.in_claim_order().select_for_update(skip_locked=True).annotate(db_now=DatabaseNow())
     )

@@ -10,3 +10,14 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Span(models.Model):
+    """When a task's function began and ended (this host's clock), for overlap checks."""
+
+    key = models.CharField(max_length=100)
+    start = models.FloatField()
+    end = models.FloatField()
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.start:.3f}-{self.end:.3f}"

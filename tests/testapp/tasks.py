@@ -8,7 +8,7 @@ from datetime import timedelta
 from django_tasks_db import task
 from django_tasks_db.exceptions import Discard, Snooze
 
-from .models import Run
+from .models import Run, Span
 
 CALLS: list[tuple] = []
 
@@ -385,3 +385,31 @@ def sync_customer(customer: str, amount: int = 0) -> str:
 @task(unique=True, max_attempts=2, retry_backoff=0.01)
 def unique_fails(key: str) -> None:
     raise ValueError(key)
+
+
+def _customer(customer: str, seconds: float = 0.0) -> str:
+    return customer
+
+
+@task(concurrency=1, concurrency_key=_customer)
+def one_per_customer(customer: str, seconds: float = 0.0) -> str:
+    """Records when it began and ended: two of one customer must never overlap."""
+    start = time.time()
+    time.sleep(seconds)
+    Span.objects.create(key=customer, start=start, end=time.time())
+    return customer
+
+
+@task(concurrency=2)
+def two_at_a_time(seconds: float = 0.0) -> None:
+    time.sleep(seconds)
+
+
+@task(rate_limit="5/s")
+def five_a_second(n: int) -> int:
+    return n
+
+
+@task(rate_limit="2/s", rate_key=_customer)
+def two_a_second_per_customer(customer: str, seconds: float = 0.0) -> str:
+    return customer
