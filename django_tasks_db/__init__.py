@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from .framework import Task
 
 __version__ = "0.1.0"
-__all__ = ["set_progress", "task"]
+__all__ = ["parent_results", "set_progress", "task"]
 
 
 @overload
@@ -71,3 +71,11 @@ def set_progress(current: float, total: float | None = None, message: str = "") 
     from .progress import set_progress as record
 
     record(current, total, message)
+
+
+def parent_results() -> list[Any]:
+    """The results of the running task's parents (``task.using(after=...)``), in the
+    order they were given: ``parent_results()[0].return_value``. Call it from a task."""
+    from .chains import parent_results as results
+
+    return results()

@@ -20,6 +20,7 @@ from django.core import checks
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import chains
 from .arguments import prepare_arguments
 from .bulk import Call, call_pairs, insert_rows, prepare_calls
 from .conf import BackendOptions, is_positive_int, is_positive_number, is_time_limit
@@ -83,8 +84,19 @@ class DatabaseTask(Task):
     rate_limit: str | None = None
     #: ``key(*args, **kwargs) -> str``: the rate holds per key.
     rate_key: Callable[..., str] | None = None
+    #: Run after these tasks (TaskResults or ids) succeeded: ``using(after=[a, b])``.
+    after: tuple[str, ...] | None = None
+    #: ``"cancel"`` (None, the default): a parent that did not succeed cancels this
+    #: task; ``"run"``: it runs once every parent finished, whatever became of them.
+    after_failure: str | None = None
 
     def __post_init__(self) -> None:
+        if self.after is not None and not (
+            isinstance(self.after, tuple) and all(isinstance(i, str) for i in self.after)
+        ):
+            from .chains import parent_ids
+
+            object.__setattr__(self, "after", parent_ids(self.after))  # ids: hashable
         if self.unique_while is not None and not isinstance(self.unique_while, tuple):
             # Any iterable of states, kept as a tuple so that the Task stays hashable;
             # validate_task says what is wrong with anything else.
@@ -136,6 +148,8 @@ class DatabaseTask(Task):
 
 
 _OWN_FIELDS = {
+    "after",
+    "after_failure",
     "concurrency",
     "concurrency_key",
     "rate_limit",
@@ -230,11 +244,13 @@ class DatabaseBackend(BaseTaskBackend):
         super().validate_task(task)
         _validate_limits(getattr(task, "max_attempts", None), getattr(task, "timeout", None))
         _validate_retry(task)
+        from .chains import validate as validate_chain
         from .flow import validate as validate_flow
         from .uniqueness import validate as validate_unique
 
         validate_unique(task)
         validate_flow(task)
+        validate_chain(task)
 
     def _validate_placement(self, queue_name: str, priority: int) -> None:
         if self.queues and queue_name not in self.queues:
@@ -266,7 +282,14 @@ class DatabaseBackend(BaseTaskBackend):
         self, task: Task, args: list[Any], kwargs: dict[str, Any]
     ) -> tuple[TaskResult, bool]:
         row = self._row_for(task, args, kwargs)
-        holder = self._insert(row)
+        if getattr(task, "after", None):  # a child: it waits for its parents
+            with transaction.atomic(using=self.database):
+                parents = chains.prepare(task, row, self.database)
+                holder = self._insert(row)
+                if holder is None and parents:
+                    chains.add_dependencies(row.pk, parents, self.database)
+        else:
+            holder = self._insert(row)
         if holder is not None:
             return row_to_result(holder, task), False
         result = row_to_result(row, task)
@@ -290,7 +313,9 @@ class DatabaseBackend(BaseTaskBackend):
         calls_json = prepare_calls(task, call_pairs(calls))
         if not calls_json:
             return []
-        if is_unique(task) or keyed(task):  # each call its own key: one at a time, all or nothing
+        if (
+            is_unique(task) or keyed(task) or getattr(task, "after", None)
+        ):  # each call its own key: one at a time, all or nothing
             with transaction.atomic(using=self.database):
                 return [self._enqueue_prepared(task, c.args, c.kwargs)[0] for c in calls_json]
         template = self._row_for(task, [], {})

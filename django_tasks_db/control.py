@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import transitions
+from . import chains, transitions
 from .backend import DatabaseBackend, database_backend
 from .db import DatabaseNow
 from .framework import (
@@ -226,6 +226,8 @@ def why_waiting(row: Task, now: datetime) -> str | None:
     if row.status != TaskStatus.READY:
         return None
     using = _db(row)
+    if parents := chains.waiting_for(row, using):
+        return f"waiting for {parents} parent task{'s' if parents > 1 else ''}"
     if row.available_at is not None and row.available_at > now:
         return f"not due until {row.available_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
     if row.queue_name in paused_queues(row.backend_name, using):

@@ -64,6 +64,15 @@ class TaskCancelled(TaskException):
     """The task was cancelled before it ran."""
 
 
+class ParentDidNotSucceed(TaskException):
+    """A task it ran after (``using(after=...)``) ended without success: it never runs."""
+
+    def __init__(self, parent: str, status: str) -> None:
+        super().__init__(f"parent task {parent} ended {status}")
+        self.parent = parent
+        self.status = status
+
+
 class TaskAborted(TaskException):
     """The task was aborted while it ran; its process was killed."""
 

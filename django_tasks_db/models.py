@@ -253,6 +253,10 @@ class Task(models.Model):
     )
     rate_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
     rate_period = models.FloatField(null=True, blank=True, editable=False)
+    # Chains and groups (see ``chains``): the tasks this one runs after, and what a
+    # parent that did not succeed does to it ("cancel" it, or "run" it all the same).
+    parents = models.JSONField(default=list, blank=True, editable=False)
+    after_failure = models.CharField(max_length=8, blank=True, default="", editable=False)
     log = models.TextField(
         blank=True,
         default="",
@@ -572,6 +576,24 @@ class FlowGroup(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class TaskDependency(models.Model):
+    """A child task waits for a parent that has not finished (``chains``). Plain ids,
+    no foreign keys: a key check would lock the parent row inside the enqueuer's
+    transaction and hold up the worker finishing it."""
+
+    parent_id = models.UUIDField()
+    child_id = models.UUIDField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["parent_id", "child_id"], name="task_dependency_once")
+        ]
+        indexes = [models.Index(fields=["child_id"], name="task_dependency_child_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.child_id} after {self.parent_id}"
 
 
 class TaskStart(models.Model):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from django.db import DatabaseError, transaction
 from django.db.models import Q, Value
 
-from . import transitions
+from . import chains, transitions
 from .db import DatabaseNow, locking_transaction
 from .exceptions import WorkerLost
 from .local_processes import runs_here
@@ -98,6 +98,7 @@ class Reaper:
                 pk: beat for pk, (beat, since) in watched.items() if now - since >= self.dead_after
             }
             recovered = reap(self.using, self.options, spare, silent=silent)
+            chains.sweep(self.using)  # children that a lost release left waiting
         except DatabaseError:
             self.out_of_touch()
             raise

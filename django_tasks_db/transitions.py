@@ -39,9 +39,10 @@ from operator import or_
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
-from django.db.models import Case, Q, QuerySet, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from .chains import settle_children
 from .db import (
     DatabaseNow,
     listen_notify_on,
@@ -184,8 +185,12 @@ def _update(rows: Sequence[Task], where: Q, values: dict[str, Any]) -> int:
     if finishes and listen_notify_on(using):
         # Waiters LISTEN for finished tasks: the NOTIFY is part of the UPDATE's own
         # statement, so it goes out at its commit, with the rows.
-        return update_announcing_finished(queryset, values)
-    return queryset.update(**values)
+        changed = update_announcing_finished(queryset, values)
+    else:
+        changed = queryset.update(**values)
+    if finishes and changed:
+        settle_children([row.pk for row in rows], using)  # their children, if any wait
+    return changed
 
 
 def _remember(rows: Sequence[Task], **values: Any) -> None:
@@ -318,6 +323,7 @@ def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
                     [(row.pk, None if text == "null" else text, at) for row, text, at in kept],
                 )
             notify_finished(using, [row.pk for row, _, _ in kept])  # goes out at commit
+    settle_children([row.pk for row, _, _ in kept], using)  # after the commit: no savepoint
     for row, text, at in kept:
         row.status, row.claim_token, row.finished_at = S.SUCCESSFUL, None, at
         row.unique_key = None
@@ -462,6 +468,36 @@ def cancel(task_id: TaskId, using: str) -> bool:
         ):
             return True
     return False
+
+
+def cancel_waiting(row: Task, reason: BaseException) -> bool:
+    """READY (a child waiting for its parents) -> CANCELLED: a parent did not succeed."""
+    return bool(
+        _update(
+            [row],
+            Q(pk=row.pk, status=S.READY, available_at=row.available_at),
+            {
+                "status": S.CANCELLED,
+                "errors": with_error(row, reason),
+                "claim_token": None,
+                "finished_at": DatabaseNow(),
+            },
+        )
+    )
+
+
+def wake_waiting(row: Task) -> bool:
+    """A child whose parents all finished becomes due (at its ``run_after``, if later)."""
+    due: Any = DatabaseNow()
+    if row.run_after is not None:
+        due = Case(When(run_after__gt=DatabaseNow(), then=F("run_after")), default=DatabaseNow())
+    return bool(
+        _update(
+            [row],
+            Q(pk=row.pk, status=S.READY, available_at=row.available_at),
+            {"available_at": due},
+        )
+    )
 
 
 def request_abort(task_id: TaskId, using: str) -> bool:

@@ -413,3 +413,19 @@ def five_a_second(n: int) -> int:
 @task(rate_limit="2/s", rate_key=_customer)
 def two_a_second_per_customer(customer: str, seconds: float = 0.0) -> str:
     return customer
+
+
+@task
+def sum_of_parents(extra: int = 0) -> int:
+    """A group's callback: adds up its parents' return values."""
+    from django_tasks_db import parent_results
+
+    return sum(result.return_value for result in parent_results()) + extra
+
+
+@task
+def parent_states() -> list[str]:
+    """Runs whatever its parents became (after_failure="run"): says what they became."""
+    from django_tasks_db import parent_results
+
+    return [str(result.status) for result in parent_results()]
