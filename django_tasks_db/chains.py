@@ -225,6 +225,15 @@ def waiting_for(row: Any, using: str) -> int:
     return TaskDependency.objects.using(using).filter(child_id=row.pk).count()
 
 
+def waiting_count(backend: str, using: str) -> int:
+    """How many of ``backend``'s tasks wait for parents (the dashboard's figure)."""
+    from .models import Task as TaskRow
+    from .models import TaskStatus
+
+    rows = TaskRow.objects.using(using).filter(backend_name=backend, status=TaskStatus.READY)
+    return rows.filter(available_at=WAITING_AT).count()
+
+
 def parent_results() -> list[TaskResult]:
     """The results of the running task's parents (``using(after=...)``), in the order
     they were given: ``parent_results()[0].return_value``. Call it from a task."""

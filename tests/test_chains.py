@@ -141,3 +141,13 @@ def test_parent_results_outside_a_run() -> None:
 
     with pytest.raises(RuntimeError, match="for a task that a worker runs"):
         parent_results()
+
+
+def test_the_dashboard_counts_waiting_children(admin_client) -> None:  # type: ignore[no-untyped-def]
+    from django.urls import reverse
+
+    parent = tasks.add.enqueue(1, 1)
+    tasks.add.using(after=parent).enqueue(2, 2)
+    tasks.add.using(after=parent).enqueue(3, 3)
+    page = admin_client.get(reverse("admin:django_tasks_db_dashboard") + "?fragment=1")
+    assert 'data-figure="waiting-parents">2<' in page.content.decode()

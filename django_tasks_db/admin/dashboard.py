@@ -24,7 +24,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import control, flow, overview
+from .. import chains, control, flow, overview
 from ..backend import DatabaseBackend
 from ..db import database_time
 from ..framework import task_backends
@@ -67,7 +67,8 @@ class BackendView:
     finished_last_hour: int
     failed_last_hour: int
     totals: dict[str, int] = field(default_factory=dict)
-    #: Due READY tasks a full concurrency or rate group holds back.
+    #: Due READY tasks a full concurrency or rate group holds back, and READY tasks
+    #: that wait for their parents.
     held: dict[str, int] = field(default_factory=dict)
 
 
@@ -125,7 +126,10 @@ def backend_view(backend: DatabaseBackend) -> BackendView:
         finished_last_hour=sum(data.succeeded) + sum(data.failed),
         failed_last_hour=sum(data.failed),
         totals=totals,
-        held=flow.held_back(backend.alias, backend.database, now),
+        held={
+            **flow.held_back(backend.alias, backend.database, now),
+            "parents": chains.waiting_count(backend.alias, backend.database),
+        },
     )
 
 

@@ -12,6 +12,7 @@ from django.db import router
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from ..chains import WAITING_AT
 from ..models import Task, TaskStatus, Worker
 from ..transitions import as_list
 from .task_display import class_name, duration, show_duration, show_time
@@ -92,7 +93,12 @@ def times(task: Task, now: datetime) -> list[tuple[Any, Any]]:
     return [
         (_("Enqueued"), show_time(task.enqueued_at)),
         (_("Run after"), show_time(task.run_after)),
-        (_("Available"), show_time(task.available_at)),
+        (
+            _("Available"),
+            _("after its parents")
+            if task.available_at == WAITING_AT
+            else show_time(task.available_at),
+        ),
         (_("Started"), show_time(task.started_at)),
         (_("Last attempted"), show_time(task.last_attempted_at)),
         (_("Finished"), show_time(task.finished_at)),

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy
 
 from .. import control
 from ..backend import DatabaseBackend
+from ..chains import WAITING_AT
 from ..db import database_time
 from ..models import FINISHED_STATUSES, Task, TaskStatus
 from ..transitions import as_list
@@ -209,7 +210,12 @@ def show_lines(row: Task, now: datetime) -> list[str]:
         ("timeout", format_duration(row.timeout) if row.timeout else EMPTY),
         ("enqueued", format_time(row.enqueued_at)),
         ("run after", format_time(row.run_after)),
-        ("available", format_time(row.available_at)),
+        (
+            "available",
+            "after its parents"
+            if row.available_at == WAITING_AT
+            else format_time(row.available_at),
+        ),
         ("started", format_time(row.started_at)),
         ("last attempt", format_time(row.last_attempted_at)),
         ("finished", format_time(row.finished_at)),
