@@ -148,3 +148,18 @@ def test_the_control_room_says_why_a_task_waits_and_counts_them(admin_client) ->
     dashboard = admin_client.get(reverse("admin:django_tasks_db_dashboard") + "?fragment=1")
     text = dashboard.content.decode()
     assert 'data-figure="held-concurrency">1<' in text and 'data-figure="held-rate">1<' in text
+
+
+def test_burst_waits_for_a_rate_limit_without_spinning(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    from django_tasks_db.worker import Worker
+
+    for n in range(7):
+        tasks.five_a_second.enqueue(n)
+    started = time.monotonic()
+    # POLL_INTERVAL is 0.05 s here: about 20 looks in the second it waits, some 16
+    # statements each (measured: 325 in all). A loop that asked as fast as it can
+    # would make a look per millisecond or so: some 16,000 statements.
+    with django_assert_max_num_queries(1000):
+        assert Worker(burst=True).run() == 7
+    assert time.monotonic() - started >= 0.9
+    assert Task.objects.filter(status=TaskStatus.SUCCESSFUL).count() == 7
