@@ -131,8 +131,7 @@ def admit(rows: list[TaskRow], using: str) -> tuple[list[TaskRow], Refused]:
     and records the starts of rate-limited rows, which the claim then makes RUNNING.
     """
     from .db import database_time
-    from .models import FlowGroup, TaskStart, TaskStatus
-    from .models import Task as TaskModel
+    from .models import FlowGroup, TaskStart
 
     refused = Refused([], set(), set())
     if not any(is_limited(row) for row in rows):
@@ -153,8 +152,8 @@ def admit(rows: list[TaskRow], using: str) -> tuple[list[TaskRow], Refused]:
     )
     now = database_time(using)  # read under the locks: after every earlier claim's starts
     refused.now = now
-    running = _running_counts(TaskModel, TaskStatus.RUNNING, using, rows)
-    started = _recent_starts(TaskStart, using, rows, now)
+    running = _running_counts(using, rows)
+    started = _recent_starts(using, rows, now)
     admitted: list[TaskRow] = []
     starts: list[Any] = []
     for row in rows:
@@ -179,41 +178,53 @@ def admit(rows: list[TaskRow], using: str) -> tuple[list[TaskRow], Refused]:
     return admitted, refused
 
 
-def _running_counts(model: Any, running: str, using: str, rows: list[TaskRow]) -> dict[str, int]:
+def _running_counts(using: str, rows: list[TaskRow]) -> dict[str, int]:
+    from .models import Task as TaskModel
+    from .models import TaskStatus
+
     groups = {row.concurrency_group for row in rows if row.concurrency_group is not None}
     counts: dict[str, int] = defaultdict(int)
     if groups:
         found = (
-            model.objects.using(using)
-            .filter(concurrency_group__in=groups, status=running)
+            TaskModel.objects.using(using)
+            .filter(concurrency_group__in=groups, status=TaskStatus.RUNNING)
             .values_list("concurrency_group", flat=True)
         )
         for group in found:
-            counts[group] += 1
+            if group is not None:  # the filter says so; the column may hold NULL
+                counts[group] += 1
     return counts
 
 
-def _recent_starts(
-    model: Any, using: str, rows: list[TaskRow], now: datetime
-) -> dict[str, list[datetime]]:
+def _recent_starts(using: str, rows: list[TaskRow], now: datetime) -> dict[str, list[datetime]]:
     """The starts within each rate group's period; older ones are deleted."""
+    from .models import TaskStart
+
     periods = {row.rate_group: row.rate_period for row in rows if row.rate_group is not None}
     found: dict[str, list[datetime]] = defaultdict(list)
     for group, period in periods.items():
         since = now - timedelta(seconds=period or 0)
-        starts = model.objects.using(using).filter(group=group)
-        starts.filter(started_at__lte=since).delete()
+        TaskStart.objects.using(using).filter(group=group, started_at__lte=since).delete()
         found[group] = list(
-            starts.filter(started_at__gt=since).values_list("started_at", flat=True)
+            _starts_within(using, group, period, now).values_list("started_at", flat=True)
         )
     return found
+
+
+def _starts_within(using: str, group: str, period: float | None, now: datetime) -> Any:
+    """The group's starts in the period that ends ``now``: the one window every
+    count of a rate limit reads (the claim, the task page, the dashboard)."""
+    from .models import TaskStart
+
+    since = now - timedelta(seconds=period or 0)
+    return TaskStart.objects.using(using).filter(group=group, started_at__gt=since)
 
 
 def waiting_reason(row: TaskRow, using: str) -> str | None:
     """Why a READY, due row is not running, in words (None: nothing holds it back)."""
     from .db import database_time
     from .models import Task as TaskModel
-    from .models import TaskStart, TaskStatus
+    from .models import TaskStatus
 
     if row.status != TaskStatus.READY:
         return None
@@ -226,12 +237,8 @@ def waiting_reason(row: TaskRow, using: str) -> str | None:
         if running >= row.concurrency_limit:
             return f"concurrency limit: {running} of {row.concurrency_limit} running"
     if row.rate_group is not None and row.rate_limit is not None and row.rate_period:
-        since = database_time(using) - timedelta(seconds=row.rate_period)
-        count = (
-            TaskStart.objects.using(using)
-            .filter(group=row.rate_group, started_at__gt=since)
-            .count()
-        )
+        now = database_time(using)
+        count = _starts_within(using, row.rate_group, row.rate_period, now).count()
         if count >= row.rate_limit:
             return f"rate limit: {count} starts in the last {_period_words(row.rate_period)}"
     return None
@@ -254,7 +261,7 @@ def held_back(backend: str, using: str, now: datetime) -> dict[str, int]:
     from django.db.models import Count, F
 
     from .models import Task as TaskModel
-    from .models import TaskStart, TaskStatus
+    from .models import TaskStatus
 
     tasks = TaskModel.objects.using(using).filter(backend_name=backend)
     ready = tasks.filter(status=TaskStatus.READY, available_at__lte=now)
@@ -275,11 +282,9 @@ def held_back(backend: str, using: str, now: datetime) -> dict[str, int]:
     full_rates = [
         group
         for group, limit, period in rates
-        if limit is not None
-        and TaskStart.objects.using(using)
-        .filter(group=group, started_at__gt=now - timedelta(seconds=period or 0))
-        .count()
-        >= limit
+        if group is not None
+        and limit is not None
+        and _starts_within(using, group, period, now).count() >= limit
     ]
     by_rate = (
         ready.filter(rate_group__in=full_rates).exclude(pk__in=by_concurrency.values("pk"))
