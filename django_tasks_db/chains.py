@@ -158,12 +158,13 @@ def _settle_pairs(pairs: list[tuple[Any, Any]], using: str) -> None:
     for parent, child in pairs:
         status = statuses.get(parent, "DELETED")
         if status == "DELETED" or status in FINISHED_STATUSES:
-            _settle(parent, status, child, using)
+            _settle(child, using, parent, status)
 
 
-def _settle(parent: Any, status: str, child: Any, using: str) -> None:
-    """Under the child's lock: the parent's dependency goes; the child is cancelled
-    (a parent did not succeed) or made due (no parent left), if it still waits."""
+def _settle(child: Any, using: str, parent: Any = None, status: str | None = None) -> None:
+    """Under the child's lock: the finished ``parent``'s dependency goes (if one is
+    named); the child is cancelled (that parent did not succeed) or made due (no
+    parent left), if it still waits."""
     from . import transitions
     from .exceptions import ParentDidNotSucceed
     from .models import Task as TaskRow
@@ -172,12 +173,13 @@ def _settle(parent: Any, status: str, child: Any, using: str) -> None:
     with transaction.atomic(using=using):
         row = TaskRow.objects.using(using).select_for_update().filter(pk=child).first()
         dependencies = TaskDependency.objects.using(using).filter(child_id=child)
-        dependencies.filter(parent_id=parent).delete()
+        if parent is not None:
+            dependencies.filter(parent_id=parent).delete()
         if row is None or row.status != TaskStatus.READY or row.available_at != WAITING_AT:
             return  # settled already, cancelled by hand, or deleted
-        if status != TaskStatus.SUCCESSFUL and row.after_failure != "run":
+        if status not in (None, TaskStatus.SUCCESSFUL) and row.after_failure != "run":
             dependencies.delete()
-            transitions.cancel_waiting(row, ParentDidNotSucceed(str(parent), status))
+            transitions.cancel_waiting(row, ParentDidNotSucceed(str(parent), str(status)))
         elif not dependencies.exists():
             transitions.wake_waiting(row)
 
@@ -206,13 +208,7 @@ def sweep(using: str) -> int:
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     for child in orphans:
-        with transaction.atomic(using=using):
-            row = TaskRow.objects.using(using).select_for_update().filter(pk=child).first()
-            still = TaskDependency.objects.using(using).filter(child_id=child).exists()
-            if row is not None and row.available_at == WAITING_AT and not still:
-                from . import transitions
-
-                transitions.wake_waiting(row)
+        _settle(child, using)  # looked at again under its lock: made due if still orphaned
     return len(pairs) + len(orphans)
 
 
