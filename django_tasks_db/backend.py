@@ -313,9 +313,8 @@ class DatabaseBackend(BaseTaskBackend):
         calls_json = prepare_calls(task, call_pairs(calls))
         if not calls_json:
             return []
-        if (
-            is_unique(task) or keyed(task) or getattr(task, "after", None)
-        ):  # each call its own key: one at a time, all or nothing
+        # A key or parents per call: no shared template, so one call at a time, all or nothing.
+        if is_unique(task) or keyed(task) or getattr(task, "after", None):
             with transaction.atomic(using=self.database):
                 return [self._enqueue_prepared(task, c.args, c.kwargs)[0] for c in calls_json]
         template = self._row_for(task, [], {})
