@@ -21,10 +21,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import chains
-from .arguments import prepare_arguments
-from .bulk import Call, call_pairs, insert_rows, prepare_calls
+from .arguments import PreparedArguments, prepare_arguments_json
+from .bulk import Call, call_pairs, insert_row, insert_rows, prepare_calls
 from .conf import BackendOptions, is_positive_int, is_positive_number, is_time_limit
-from .db import notify_enqueued
+from .db import wakes_by_notify
 from .flow import keyed, row_fields
 from .framework import (
     TASK_MAX_PRIORITY,
@@ -275,21 +275,19 @@ class DatabaseBackend(BaseTaskBackend):
         """Enqueue ``task``; ``(result, True)``. For a unique task whose key another
         task holds: ``(that task's result, False)``, nothing written, no signal."""
         self.validate_task(task)
-        stored_args, stored_kwargs = prepare_arguments(task.func, args, kwargs, task.takes_context)
-        return self._enqueue_prepared(task, stored_args, stored_kwargs)
+        prepared = prepare_arguments_json(task.func, args, kwargs, task.takes_context)
+        return self._enqueue_prepared(task, prepared)
 
-    def _enqueue_prepared(
-        self, task: Task, args: list[Any], kwargs: dict[str, Any]
-    ) -> tuple[TaskResult, bool]:
-        row = self._row_for(task, args, kwargs)
+    def _enqueue_prepared(self, task: Task, prepared: PreparedArguments) -> tuple[TaskResult, bool]:
+        row = self._row_for(task, prepared.args, prepared.kwargs)
         if getattr(task, "after", None):  # a child: it waits for its parents
             with transaction.atomic(using=self.database):
                 parents = chains.prepare(task, row, self.database)
-                holder = self._insert(row)
+                holder = self._insert(row, prepared)
                 if holder is None and parents:
                     chains.add_dependencies(row.pk, parents, self.database)
         else:
-            holder = self._insert(row)
+            holder = self._insert(row, prepared)
         if holder is not None:
             return row_to_result(holder, task), False
         result = row_to_result(row, task)
@@ -316,13 +314,12 @@ class DatabaseBackend(BaseTaskBackend):
         # A key or parents per call: no shared template, so one call at a time, all or nothing.
         if is_unique(task) or keyed(task) or getattr(task, "after", None):
             with transaction.atomic(using=self.database):
-                return [self._enqueue_prepared(task, c.args, c.kwargs)[0] for c in calls_json]
+                return [self._enqueue_prepared(task, call)[0] for call in calls_json]
         template = self._row_for(task, [], {})
         now = template.enqueued_at
         ids = [uuid.uuid4() for _ in calls_json]
         with transaction.atomic(using=self.database):
-            insert_rows(template, ids, calls_json, self.database)
-            self._wake_workers(template)
+            insert_rows(template, ids, calls_json, self.database, self._wakes(template))
         first = row_to_result(template, task)  # the placement, built once for all rows
         results: list[TaskResult] = [
             TaskResult(
@@ -375,11 +372,11 @@ class DatabaseBackend(BaseTaskBackend):
         _validate_limits(max_attempts, timeout)
         if run_after is not None and timezone.is_naive(run_after):
             raise InvalidTask("run_after must be an aware datetime.")
-        stored_args, stored_kwargs = prepare_arguments(None, args, kwargs or {})
+        prepared = prepare_arguments_json(None, args, kwargs or {})
         row = self._new_row(
             task_path=task_path,
-            args=stored_args,
-            kwargs=stored_kwargs,
+            args=prepared.args,
+            kwargs=prepared.kwargs,
             queue_name=queue_name,
             priority=priority,
             run_after=run_after,
@@ -387,19 +384,20 @@ class DatabaseBackend(BaseTaskBackend):
             timeout=timeout,
             declared_later=max_attempts is None,
         )
-        self._insert(row)  # never unique: nothing is returned
+        self._insert(row, prepared)  # never unique: nothing is returned
         return str(row.id)
 
-    def _insert(self, row: Any) -> Any:
+    def _insert(self, row: Any, prepared: PreparedArguments) -> Any:
         """Write one new row on the queue's database and wake idle workers; None.
         A unique row whose key another row holds is not written: that row is returned."""
+        wake = self._wakes(row)
         if row.unique_key is None:
-            row.save(using=self.database, force_insert=True)
+            insert_row(row, prepared, self.database, wake)
         else:
             for _ in range(UNIQUE_TRIES):
                 try:
                     with transaction.atomic(using=self.database):  # a savepoint in yours
-                        row.save(using=self.database, force_insert=True)
+                        insert_row(row, prepared, self.database, wake)
                     break
                 except IntegrityError:  # the key is held (the only unique column left)
                     holder = row.__class__.objects.using(self.database)
@@ -408,13 +406,13 @@ class DatabaseBackend(BaseTaskBackend):
                     # Its holder let it go between the two statements: try again.
             else:
                 raise InvalidTask(f"Task key {row.unique_key} stayed contended; try again.")
-        self._wake_workers(row)
         return None
 
-    def _wake_workers(self, row: Any) -> None:
-        """Idle workers of the row's queue look at once when it is due now."""
-        if row.run_after is None or row.run_after <= row.enqueued_at:
-            notify_enqueued(self.database, row.queue_name, self.settings)
+    def _wakes(self, row: Any) -> str | None:
+        """The queue whose idle workers the INSERT of ``row`` wakes: its own when it is
+        due now and workers listen (``db.wakes_by_notify``), else None."""
+        due_now = row.run_after is None or row.run_after <= row.enqueued_at
+        return row.queue_name if due_now and wakes_by_notify(self.database, self.settings) else None
 
     def _row_for(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """An unsaved row for ``task`` (its placement and options) with these arguments."""

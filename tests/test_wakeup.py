@@ -7,12 +7,15 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
 from django.db.models import Q
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from django_tasks_db import transitions
 from django_tasks_db.conf import BackendOptions
@@ -234,3 +237,39 @@ def test_elsewhere_nothing_is_sent(vendor, django_assert_num_queries) -> None:
         pytest.skip("PostgreSQL notifies")
     with django_assert_num_queries(0):
         notify_finished("default", [uuid.uuid4()])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_enqueue_is_one_statement_that_wakes_its_queue_at_commit(
+    postgresql, django_assert_num_queries
+) -> None:
+    with observer() as raw:
+        with transaction.atomic():
+            with django_assert_num_queries(1):
+                tasks.add.enqueue(1, 2)
+            with django_assert_num_queries(1):
+                tasks.add.using(queue_name="emails").enqueue(1, 2)
+            with CaptureQueriesContext(connection) as queries:
+                tasks.add.enqueue_many([((i, i), {}) for i in range(3)])
+            statements = [q["sql"] for q in queries.captured_queries]
+            assert [s for s in statements if "SAVEPOINT" not in s] == [statements[1]]
+        assert heard(raw) == [(NOTIFY_CHANNEL, "default"), (NOTIFY_CHANNEL, "emails")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_or_later_enqueue_wakes_nobody(postgresql) -> None:
+    with observer() as raw:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            tasks.add.enqueue(1, 2)
+            raise RuntimeError("rolled back")
+        tasks.add.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(1, 2)
+        assert heard(raw) == []
+    assert Task.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_enqueue_is_one_statement_everywhere(django_assert_num_queries) -> None:
+    with django_assert_num_queries(1):
+        result = tasks.add.enqueue(1, 2)
+    row = Task.objects.get(pk=result.id)
+    assert (row.args, row.kwargs, row.status) == ([1, 2], {}, TaskStatus.READY)
