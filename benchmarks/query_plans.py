@@ -70,7 +70,7 @@ def paths() -> dict[str, Callable[[], object]]:
         "burst check (loop._anything_ready)": lambda: (
             Task.objects.ready().for_domains(queues).unpaused({"emails"}).exists()
         ),
-        "reaper": lambda: reaper.reap("default", backend.settings),
+        "reaper": lambda: reaper.reap("default", backend.config),
         "supervisor limits (_enforce_limits)": lambda: list(
             Task.objects.running()
             .filter(worker__in=own)

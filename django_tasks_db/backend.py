@@ -228,15 +228,16 @@ class DatabaseBackend(BaseTaskBackend):
         self._options: BackendOptions | None = None
 
     @property
-    def settings(self) -> BackendOptions:
-        """The validated options (an invalid OPTIONS raises ImproperlyConfigured here)."""
+    def config(self) -> BackendOptions:
+        """``OPTIONS`` validated and typed (Django's ``self.options`` is the raw dict); an
+        invalid OPTIONS raises ImproperlyConfigured here, on first use."""
         if self._options is None:
             self._options = BackendOptions.from_options(self._raw_options, self.alias)
         return self._options
 
     @property
     def database(self) -> str:
-        return self.settings.database
+        return self.config.database
 
     # -- validation -------------------------------------------------------------------
 
@@ -412,7 +413,7 @@ class DatabaseBackend(BaseTaskBackend):
         """The queue whose idle workers the INSERT of ``row`` wakes: its own when it is
         due now and workers listen (``db.wakes_by_notify``), else None."""
         due_now = row.run_after is None or row.run_after <= row.enqueued_at
-        return row.queue_name if due_now and wakes_by_notify(self.database, self.settings) else None
+        return row.queue_name if due_now and wakes_by_notify(self.database, self.config) else None
 
     def _row_for(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """An unsaved row for ``task`` (its placement and options) with these arguments."""
@@ -461,8 +462,8 @@ class DatabaseBackend(BaseTaskBackend):
             kwargs=kwargs,
             run_after=run_after,
             enqueued_at=timezone.now(),
-            max_attempts=None if declared_later else max_attempts or self.settings.max_attempts,
-            timeout=timeout if timeout is not None or declared_later else self.settings.timeout,
+            max_attempts=None if declared_later else max_attempts or self.config.max_attempts,
+            timeout=timeout if timeout is not None or declared_later else self.config.timeout,
             unique_key=unique_key,
             unique_while=unique_while if unique_key is not None else "",
             **(flow or {}),

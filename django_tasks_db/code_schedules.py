@@ -90,7 +90,7 @@ def check_code_schedules(backend: DatabaseBackend) -> list[checks.CheckMessage]:
     """E010 a malformed definition, E011 cron, E012 time zone, E013 task path,
     E014 arguments, E015 any other field (queue, priority, policy, window)."""
     messages: list[checks.CheckMessage] = []
-    for name, spec in backend.settings.schedules.items():
+    for name, spec in backend.config.schedules.items():
         where = f"TASKS[{backend.alias!r}]['OPTIONS']['SCHEDULES'][{name!r}]"
         problems = definition_problems(spec)
         if problems:
@@ -145,7 +145,7 @@ def sync_code_schedules(backend: DatabaseBackend, attempts: int = 3) -> SyncRepo
 
 def _sync(backend: DatabaseBackend) -> SyncReport:
     using = backend.database
-    declared = backend.settings.schedules
+    declared = backend.config.schedules
     report = SyncReport()
     with locking_transaction(using):
         for name in sorted(declared):

@@ -343,7 +343,7 @@ def listen_notify_on(using: str) -> bool:
             continue
         if not isinstance(backend, DatabaseBackend) or backend.database != using:
             continue
-        if not backend.settings.listen_notify:
+        if not backend.config.listen_notify:
             return False
     return True
 

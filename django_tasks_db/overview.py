@@ -38,7 +38,7 @@ def worker_health(worker: Worker, now: datetime, backend: DatabaseBackend) -> He
     if worker.status == Worker.Status.DEAD:
         return Health.DEAD
     age = heartbeat_age(worker, now)
-    options = backend.settings
+    options = backend.config
     if age >= options.worker_dead_after:
         return Health.DEAD
     if age > 2 * options.heartbeat_interval:
@@ -84,7 +84,7 @@ class QueueOverview:
 
 def live_workers(backend: DatabaseBackend, now: datetime) -> list[Worker]:
     """Workers of this backend whose heartbeat is fresh (``Health.ALIVE`` or STALE)."""
-    fresh_after = now - timedelta(seconds=backend.settings.worker_dead_after)
+    fresh_after = now - timedelta(seconds=backend.config.worker_dead_after)
     return list(
         Worker.objects.using(backend.database).filter(
             backend_name=backend.alias,

@@ -166,7 +166,7 @@ class Scheduler:
             now,
             policy=schedule.missed_policy,
             catchup_window=schedule.catchup_window,
-            grace=self.backend.settings.schedule_grace,
+            grace=self.backend.config.schedule_grace,
         )
         if decided.missed:
             logger.warning(
@@ -274,8 +274,8 @@ class Scheduler:
         """Sync code schedules, then tick until stopped (``once``: a single tick)."""
         import_task_modules()
         self.sync()
-        settings = self.backend.settings
-        pruner = Pruner(self.using, settings.prune_after, self._stop)
+        config = self.backend.config
+        pruner = Pruner(self.using, config.prune_after, self._stop)
         if self.once:
             # No reaping: a one-shot process has not watched the database long
             # enough to judge anyone dead (see reaper.Reaper).
@@ -284,8 +284,8 @@ class Scheduler:
             return
         logger.info("Scheduler started on %s (backend %s).", self.using, self.backend.alias)
         next_reap = 0.0
-        reaper = Reaper(self.using, settings)
-        reconnect = Reconnect(self.using, self._stop, initial=settings.poll_interval)
+        reaper = Reaper(self.using, config)
+        reconnect = Reconnect(self.using, self._stop, initial=config.poll_interval)
         try:
             while not self._stop.is_set():
                 try:
@@ -293,7 +293,7 @@ class Scheduler:
                     reaper.in_touch()
                     if time.monotonic() >= next_reap:
                         reaper.reap()
-                        next_reap = time.monotonic() + settings.heartbeat_interval
+                        next_reap = time.monotonic() + config.heartbeat_interval
                 except DatabaseError as exc:
                     reaper.out_of_touch()
                     reconnect.failed("Tick", exc)
@@ -307,7 +307,7 @@ class Scheduler:
 
     def _wait_for(self, next_due: datetime | None, next_reap: float) -> float:
         """Seconds until the next tick, the next reap, or a heartbeat interval (admin edits)."""
-        wait = min(self.backend.settings.heartbeat_interval, next_reap - time.monotonic())
+        wait = min(self.backend.config.heartbeat_interval, next_reap - time.monotonic())
         if next_due is not None:
             wait = min(wait, (next_due - timezone.now()).total_seconds())
         return max(wait, 0.0)

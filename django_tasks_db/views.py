@@ -30,7 +30,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         if not may_read(request, default_token()):
             return forbidden()
         raise Http404(str(exc)) from exc
-    if not may_read(request, backend.settings.metrics_token):
+    if not may_read(request, backend.config.metrics_token):
         return forbidden()
     response = HttpResponse(render(backend), content_type=CONTENT_TYPE)
     add_never_cache_headers(response)
@@ -48,7 +48,7 @@ def forbidden() -> HttpResponse:
 def default_token() -> str | None:
     """The default backend's METRICS_TOKEN (None when it is not this app's backend)."""
     try:
-        return backend_for("default").settings.metrics_token
+        return backend_for("default").config.metrics_token
     except ControlError:
         return None
 

@@ -43,7 +43,7 @@ DEAD_AFTER = 30.0
 
 def reap_now(dead_after: float = DEAD_AFTER) -> list[str]:
     """The one call of the reaper in this module (its signature may change)."""
-    options = database_backend("default").settings
+    options = database_backend("default").config
     return reap("default", dataclasses.replace(options, worker_dead_after=dead_after))
 
 

@@ -61,7 +61,7 @@ def test_invalid_options_fail_checks_and_use(options: dict, message: str) -> Non
         assert [m.id for m in messages] == ["django_tasks_db.E001"]
         assert message in messages[0].msg
         with pytest.raises(ImproperlyConfigured, match=message):
-            task_backends["default"].settings  # noqa: B018
+            task_backends["default"].config  # noqa: B018
 
 
 def test_unknown_database_alias() -> None:

@@ -9,7 +9,7 @@ from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.reaper import reap
 from django_tasks_db.worker import Worker
 from django_tasks_db.worker.claim import claim_next
-from django_tasks_db.worker.kills import Cause, settle
+from django_tasks_db.worker.settle import Cause, settle
 from tests.factories import TaskFactory, WorkerFactory
 from tests.testapp import tasks
 

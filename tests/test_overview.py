@@ -50,7 +50,7 @@ def test_queues_count_lag_pause_and_workers(backend) -> None:
 
 def test_worker_health_at_a_glance(backend) -> None:
     now = database_time("default")
-    options = backend.settings
+    options = backend.config
 
     def health(**fields: object) -> Health:
         return overview.worker_health(WorkerFactory.build(**fields), now, backend)

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from django_tasks_db import framework
-from django_tasks_db.management.logging import configure_command_logging
+from django_tasks_db.management.command_logging import configure_command_logging
 from django_tasks_db.models import Task, TaskStatus, Worker
 from django_tasks_db.worker import Worker as WorkerLoop
 from tests.processes import stop, wait_until

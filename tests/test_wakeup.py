@@ -150,7 +150,7 @@ def test_the_option_turns_listen_and_notify_off(postgresql, listen_notify: bool)
         assert heard(raw) == (expected if listen_notify else [])
 
         stop = RecordingStop()
-        options = tasks.add.get_backend().settings  # type: ignore[attr-defined]
+        options = tasks.add.get_backend().config  # type: ignore[attr-defined]
         try:
             Wakeup("default", stop, options).wait(0.01)
             with connection.cursor() as cursor:

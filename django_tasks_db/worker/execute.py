@@ -66,7 +66,7 @@ def run_claimed(
     A success may wait in ``completions`` to be written with others; the finish
     signals and ``after`` (called with the final report) follow the write.
     """
-    options = backend.settings
+    options = backend.config
     clock = _claim_clock(row)
     task: DjangoTask | None = None
     try:
@@ -178,9 +178,9 @@ def _report(
     clock: ClaimClock | None,
 ) -> RunReport:
     status = persist(
-        lambda: transitions.fail(row, exc, task, backend.settings, clock),
+        lambda: transitions.fail(row, exc, task, backend.config, clock),
         backend.database,
-        refused=lambda error: _store_refusal(row, task, error, backend.settings, clock),
+        refused=lambda error: _store_refusal(row, task, error, backend.config, clock),
     )
     return RunReport(status, exc)
 

@@ -120,26 +120,24 @@ class Worker:
         self.recycle = False
         self.row: WorkerRow | None = None
         self._stop = StopEvent()
-        self._wakeup = Wakeup(self.using, self._stop, self.backend.settings)
+        self._wakeup = Wakeup(self.using, self._stop, self.backend.config)
         self._paused = PausedQueues(
-            self.backend.alias, self.using, self.backend.settings.poll_interval
+            self.backend.alias, self.using, self.backend.config.poll_interval
         )
         if concurrency < 1:
             raise ValueError("--concurrency must be at least 1.")
         self.concurrency = concurrency
         self._flushers = [Flusher(f"{self.name}-{slot}") for slot in range(concurrency)]
         self._reconnect = Reconnect(
-            self.using, self._stop, initial=self.backend.settings.poll_interval
+            self.using, self._stop, initial=self.backend.config.poll_interval
         )
         self._last_paused: frozenset[str] = frozenset()
         self._count_lock = threading.Lock()
         #: Runs finished by this process.
         self._finished = 0
-        settings = self.backend.settings
-        self._batch = BatchSize(settings.claim_batch_size, settings.batch_window)
-        self._completions = Completions(
-            self.using, settings.batch_window, settings.claim_batch_size
-        )
+        config = self.backend.config
+        self._batch = BatchSize(config.claim_batch_size, config.batch_window)
+        self._completions = Completions(self.using, config.batch_window, config.claim_batch_size)
         self.board = board
         #: Runs finished since the worker row last counted them.
         self._unreported = 0
@@ -177,7 +175,7 @@ class Worker:
         import_task_modules()
         self.row = self._register()
 
-        heartbeat = Heartbeat(self.row, self.backend.settings, on_stop_request=self.request_stop)
+        heartbeat = Heartbeat(self.row, self.backend.config, on_stop_request=self.request_stop)
         if self.heartbeat:
             heartbeat.start()
         logger.info(
@@ -287,7 +285,7 @@ class Worker:
         if self.burst and not self._anything_ready(self._last_paused):
             self.request_stop("burst: nothing left to run")
             return True
-        self._wakeup.wait(self.backend.settings.poll_interval)
+        self._wakeup.wait(self.backend.config.poll_interval)
         return False
 
     def _room(self, processed: int) -> int | None:
@@ -370,7 +368,7 @@ class Worker:
             self._recycle(f"a database error while running task {row.pk}")
         except Exception as exc:  # a bug or a row nothing foresaw: that row fails alone
             logger.exception("Task %s could not be run; failing it.", row.pk)
-            after(RunReport(transitions.fail(row, exc, None, self.backend.settings), exc))
+            after(RunReport(transitions.fail(row, exc, None, self.backend.config), exc))
         finally:
             if self.board is not None:
                 self.board.finish(slot)
@@ -436,7 +434,7 @@ class Worker:
             "stop_requested_at": None,  # a request to the name's previous holder is done
         }
         workers = WorkerRow.objects.using(self.using)
-        dead_after = self.backend.settings.worker_dead_after
+        dead_after = self.backend.config.worker_dead_after
         try:
             with locking_transaction(self.using):
                 existing = workers.select_for_update().filter(name=self.name).first()
@@ -449,7 +447,7 @@ class Worker:
                         raise already_running(holder)
                     held = Task.objects.using(self.using).running().filter(worker=existing)
                     reason = f"the worker name {self.name!r} was taken over after it died"
-                    transitions.lose(list(held.select_for_update()), reason, self.backend.settings)
+                    transitions.lose(list(held.select_for_update()), reason, self.backend.config)
                     workers.filter(pk=existing.pk).update(**fields)
                     row = existing
         except IntegrityError:  # another process created the name between our read and write

@@ -31,9 +31,9 @@ from ..task_paths import import_task_modules
 from .board import Board, Section
 from .child import NAME_TAKEN_EXIT, RECYCLE_EXIT, ChildSpec, run_child
 from .heartbeat import STOP_FROM_CONTROL_ROOM
-from .kills import Cause, settle
 from .loop import Worker, WorkerAlreadyRunning, already_running, live_holder
 from .memory import process_memory_mb
+from .settle import Cause, settle
 
 logger = logging.getLogger("django_tasks_db.supervisor")
 
@@ -96,7 +96,7 @@ class Supervisor:
         probe = Worker(backend=backend, domains=domains)  # validates backend and domains
         self.backend = probe.backend
         self.using = probe.using
-        self.settings = probe.backend.settings
+        self.config = probe.backend.config
         self.spec = ChildSpec(
             backend=backend,
             domains=probe.domains,
@@ -108,7 +108,7 @@ class Supervisor:
         )
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.grace_period = (
-            self.settings.shutdown_grace_period if grace_period is None else grace_period
+            self.config.shutdown_grace_period if grace_period is None else grace_period
         )
         self.slots = [Slot(number) for number in range(1, processes + 1)]
         #: What each child is running now (shared memory: no write per task).
@@ -118,7 +118,7 @@ class Supervisor:
         #: Why the command must exit with an error (a worker name in use), if it must.
         self.fatal = ""
         self.host = socket.gethostname()
-        self.reaper = Reaper(self.using, self.settings)
+        self.reaper = Reaper(self.using, self.config)
         self._stop_requested = 0
         self._deadline: float | None = None
         self._last_beat = 0.0
@@ -152,7 +152,7 @@ class Supervisor:
             import_task_modules()
         except Exception as exc:
             raise TaskModulesBroken(f"Importing the task modules failed: {exc!r}") from exc
-        holder = live_holder(self.using, self.name, self.settings.worker_dead_after, prefix=True)
+        holder = live_holder(self.using, self.name, self.config.worker_dead_after, prefix=True)
         if holder is not None:
             raise already_running(holder)
         logger.info(
@@ -324,14 +324,14 @@ class Supervisor:
         """Heartbeat (and reap) first, each duty on its own: nothing a task row holds
         may keep this supervisor's children from being heartbeated."""
         now = time.monotonic()
-        if now - self._last_beat >= self.settings.heartbeat_interval:
+        if now - self._last_beat >= self.config.heartbeat_interval:
             self._last_beat = now
             if self._guarded("heartbeat", self._heartbeat):
                 self.reaper.in_touch()
                 # Its own children are alive (it would know): never judged by it.
                 spare = [child.name for child in self.children.values()]
                 self._guarded("reaping", lambda: self.reaper.reap(spare=spare))
-        if not self.stopping and now - self._last_stop_check >= self.settings.poll_interval:
+        if not self.stopping and now - self._last_stop_check >= self.config.poll_interval:
             self._last_stop_check = now
             self._guarded("looking for a stop request", self._look_for_stop_request)
         self._guarded("enforcing abort and time limits", self._enforce_limits)
@@ -446,7 +446,7 @@ class Supervisor:
         for row in Task.objects.using(self.using).running().filter(worker__in=own):
             is_target = targets is None or (row.pk, row.claim_token) in targets
             try:
-                status = settle(row, cause if is_target else Cause.SHUTDOWN, detail, self.settings)
+                status = settle(row, cause if is_target else Cause.SHUTDOWN, detail, self.config)
             except DatabaseError:
                 raise
             except Exception:  # that row fails alone; the reaper gets another go at it

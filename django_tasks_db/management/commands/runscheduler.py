@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_tasks_db.management.logging import configure_command_logging
+from django_tasks_db.management.command_logging import configure_command_logging
 from django_tasks_db.scheduler import Scheduler
 
 

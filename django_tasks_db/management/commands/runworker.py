@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_tasks_db.exceptions import DatabaseNotSupported
-from django_tasks_db.management.logging import configure_command_logging
+from django_tasks_db.management.command_logging import configure_command_logging
 from django_tasks_db.worker.loop import WorkerAlreadyRunning
 from django_tasks_db.worker.supervisor import Supervisor, TaskModulesBroken
 
