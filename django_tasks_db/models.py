@@ -82,14 +82,6 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def finished(self) -> TaskQuerySet:
         return self.filter(status__in=FINISHED_STATUSES)
 
-    def cancel(self, task_id: object) -> bool:
-        """``Task.cancel()`` by id (``Task.DoesNotExist`` for an unknown one)."""
-        return self.get(pk=task_id).cancel()
-
-    def abort(self, task_id: object) -> bool:
-        """``Task.abort()`` by id (``Task.DoesNotExist`` for an unknown one)."""
-        return self.get(pk=task_id).abort()
-
     def held_by(self, worker: Worker) -> TaskQuerySet:
         """RUNNING tasks claimed under this very worker row (name, host and pid)."""
         return self.running().filter(
@@ -300,7 +292,7 @@ class Task(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(priority__gte=-100) & Q(priority__lte=100),
+                condition=Q(priority__gte=TASK_MIN_PRIORITY) & Q(priority__lte=TASK_MAX_PRIORITY),
                 name="task_priority_range",
             ),
             models.UniqueConstraint(fields=["unique_key"], name="task_unique_key"),

@@ -24,8 +24,9 @@ worker_started = Signal()
 # its row is marked stopped. sender: the worker class; kwargs: worker.
 worker_stopping = Signal()
 
-# Sent in the worker right before a task runs. sender: the Task (django.tasks)
-# being run; kwargs: task_id, task_name (dotted path), task_result.
+# Deprecated: Django's ``task_started`` is sent at the same moment; connect to
+# that (README, "Signals"). Sent in the worker right before a task runs. sender:
+# the Task being run; kwargs: task_id, task_name (dotted path), task_result.
 task_prerun = Signal()
 
 # Sent in the worker right after a task ran and its outcome was stored.

@@ -36,9 +36,9 @@ def test_cancel_refuses_running_and_finished_tasks() -> None:
 
 def test_by_id() -> None:
     task = TaskFactory()
-    assert Task.objects.cancel(task.pk) is True
-    with pytest.raises(Task.DoesNotExist):
-        Task.objects.abort("00000000-0000-0000-0000-000000000000")
+    assert default_task_backend.cancel(str(task.pk)) is True
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.cancel("00000000-0000-0000-0000-000000000000")
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.abort("nope")
 
@@ -64,7 +64,7 @@ def test_abort_a_finished_task() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_never_claims_a_cancelled_task() -> None:
     result = tasks.add.enqueue(1, 2)
-    Task.objects.cancel(result.id)
+    default_task_backend.cancel(result.id)
     assert Worker(burst=True).run() == 0
     assert Task.objects.get(pk=result.id).status == TaskStatus.CANCELLED
 
@@ -108,7 +108,7 @@ def test_a_task_that_fails_with_an_abort_pending_is_not_retried() -> None:
 
     result = tasks.fail_then_succeed.enqueue("abort-pending")  # max_attempts=3
     claimed = claim_next(WorkerFactory(), None, "default")
-    Task.objects.abort(claimed.pk)
+    Task.objects.get(pk=claimed.pk).abort()
     assert run_claimed(claimed, task_backends["default"]).status == TaskStatus.ABORTED
     row = Task.objects.get(pk=result.id)
     assert row.status == TaskStatus.ABORTED and row.attempts == 1
