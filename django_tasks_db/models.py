@@ -364,10 +364,6 @@ class MissedPolicy(models.TextChoices):
     CATCH_UP_ONCE = "catch_up_once", "Run once for the missed ticks, then continue"
 
 
-#: Fields only the scheduler writes; saving just these skips validation.
-RUN_STATE_FIELDS = frozenset({"last_run_at", "next_run_at"})
-
-
 class Schedule(models.Model):
     """A task enqueued on a cron rhythm by ``runscheduler``.
 
@@ -435,14 +431,14 @@ class Schedule(models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Validate, then (re)arm ``next_run_at`` when the timing changed or was enabled."""
+        """Validate (always: the scheduler writes its run state with ``update()``), then
+        (re)arm ``next_run_at`` when the timing changed or the schedule was enabled."""
+        self.full_clean()
         update_fields = kwargs.get("update_fields")
-        if update_fields is None or not set(update_fields) <= RUN_STATE_FIELDS:
-            self.full_clean()
-            if self._needs_arming():
-                self.arm(timezone.now())
-                if update_fields is not None:
-                    kwargs["update_fields"] = {*update_fields, "next_run_at"}
+        if self._needs_arming():
+            self.arm(timezone.now())
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "next_run_at"}
         super().save(*args, **kwargs)
         self._loaded_timing = self._timing()
 

@@ -129,3 +129,14 @@ def test_the_admin_pages(admin_client) -> None:
     assert admin_client.get(url).status_code == 200
     response = admin_client.post(url, form_data(name="every-minute", cron="61 * * * *"))
     assert response.status_code == 200 and b"not a valid cron expression" in response.content
+
+
+def test_every_save_validates_even_of_run_state_alone() -> None:
+    """The scheduler writes last_run_at/next_run_at with update(); save() has no
+    carve-out that would let an invalid row be written."""
+    schedule = ScheduleFactory()
+    Schedule.objects.filter(pk=schedule.pk).update(cron="not a cron")
+    schedule = Schedule.objects.get(pk=schedule.pk)
+    schedule.last_run_at = timezone.now()
+    with pytest.raises(ValidationError):
+        schedule.save(update_fields=["last_run_at"])
