@@ -25,6 +25,8 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
 
+from .backoff import Backoff
+
 if TYPE_CHECKING:
     from django.db.models import Field
 
@@ -475,11 +477,11 @@ class Wakeup:
         self.stop = stop
         self.options = options
         self._listening_on: object = None
-        self._next_poll = FIRST_POLL
+        self._polls = Backoff(FIRST_POLL, FIRST_POLL)
 
     def worked(self) -> None:
         """A claim found work: more may follow, so the next poll comes soon."""
-        self._next_poll = FIRST_POLL
+        self._polls.reset()
 
     def wait(self, timeout: float) -> None:
         """Return after ``timeout`` seconds (a backed-off poll: less), on a
@@ -521,9 +523,8 @@ class Wakeup:
         return self.options.listen_notify and connections[self.using].vendor == "postgresql"
 
     def _poll(self, timeout: float) -> None:
-        pause = min(self._next_poll, timeout)
-        self._next_poll = min(pause * 2, timeout)
-        self.stop.wait(pause)
+        self._polls.cap = max(timeout, FIRST_POLL)  # the caller's interval bounds it
+        self.stop.wait(min(self._polls.next(), timeout))
 
 
 class Reconnect:
@@ -537,18 +538,16 @@ class Reconnect:
     def __init__(self, using: str, stop: Stop, initial: float, cap: float = 30.0):
         self.using = using
         self.stop = stop
-        self.initial = initial
-        self.cap = cap
-        self.delay = initial
+        self.backoff = Backoff(initial, max(initial, cap))
 
     def failed(self, what: str, exc: Exception) -> None:
-        logger.warning("%s failed (%s); retrying in %.1fs.", what, exc, self.delay)
+        delay = self.backoff.next()
+        logger.warning("%s failed (%s); retrying in %.1fs.", what, exc, delay)
         connections[self.using].close()
-        self.stop.wait(self.delay)
-        self.delay = min(self.delay * 2, self.cap)
+        self.stop.wait(delay)
 
     def succeeded(self) -> None:
-        self.delay = self.initial
+        self.backoff.reset()
 
 
 # -- the control room's task list ----------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.core.exceptions import ValidationError
 
+from .backoff import Backoff
 from .db import FinishedListener, finished_listener
 from .exceptions import ResultTimeout, UnknownTaskPath
 from .framework import (
@@ -229,7 +230,7 @@ def wait_for_row(result_id: str, using: str, timeout: float) -> TaskRow:
     the task wakes the wait, with a read at least every ``RECHECK_SECONDS``.
     """
     deadline = time.monotonic() + timeout
-    task_id, pause, polls = "", FIRST_PAUSE, 0
+    task_id, pauses, polls = "", Backoff(FIRST_PAUSE, MAX_PAUSE), 0
     listener: FinishedListener | None = None
     with ExitStack() as cleanup:
         while not (row := get_row(result_id, using)).is_finished:
@@ -247,7 +248,6 @@ def wait_for_row(result_id: str, using: str, timeout: float) -> TaskRow:
             if listener is not None and listener.alive:
                 listener.wait(task_id, min(remaining, RECHECK_SECONDS))
             else:
-                time.sleep(min(pause, remaining))
-                pause = min(pause * 2, MAX_PAUSE)
+                time.sleep(min(pauses.next(), remaining))
                 polls += 1
     return row

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from django.db import DatabaseError
 
+from ..backoff import Backoff
 from ..db import database_reachable, is_transient
 
 logger = logging.getLogger("django_tasks_db.worker")
@@ -43,7 +44,7 @@ T = TypeVar("T")
 def persist(write: Callable[[], T], using: str, refused: Callable[[DatabaseError], T]) -> T:
     """Run ``write`` until it goes through; ``refused(error)`` when the database
     keeps refusing it while reachable (see the module's docstring)."""
-    delay = 0.1
+    backoff = Backoff(0.1, MAX_STORE_DELAY)
     refusals = 0
     while True:
         try:
@@ -55,6 +56,6 @@ def persist(write: Callable[[], T], using: str, refused: Callable[[DatabaseError
                     logger.error("The database refused a task outcome: %s", exc)
                     return refused(exc)
                 continue
+            delay = backoff.next()
             logger.warning("Storing a task outcome failed (%s); retrying in %.1fs.", exc, delay)
             time.sleep(delay)
-            delay = min(delay * 2, MAX_STORE_DELAY)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError, connections
 from django.db.models import Case, F, FloatField, Q, Value, When
 
+from ..backoff import Backoff
 from ..db import DatabaseNow, skip_locked_problem
 from ..exceptions import MAX_DELAY_SECONDS, DatabaseNotSupported
 from ..models import LIVE_WORKER_STATUSES, Task
@@ -68,7 +69,7 @@ class Slot:
     number: int
     generation: int = 0
     restart_at: float = 0.0
-    restart_delay: float = 1.0
+    restart_delays: Backoff = field(default_factory=lambda: Backoff(1.0, MAX_RESTART_DELAY))
     finished: bool = False
 
 
@@ -258,10 +259,9 @@ class Supervisor:
         self._mark_worker(child, WorkerRow.Status.DEAD, detail)
         now = time.monotonic()
         if now - child.started < CRASH_LOOP_WINDOW:  # dying at start: back off
-            slot.restart_delay = min(slot.restart_delay * 2, MAX_RESTART_DELAY)
-            slot.restart_at = now + slot.restart_delay
+            slot.restart_at = now + slot.restart_delays.next()
         else:
-            slot.restart_delay = 1.0
+            slot.restart_delays.reset()
             slot.restart_at = now
 
     def _kill(self, child: Child, reason: str) -> None:
