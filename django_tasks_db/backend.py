@@ -23,12 +23,10 @@ from django.utils import timezone
 from . import chains
 from .arguments import PreparedArguments, prepare_arguments_json
 from .bulk import Call, call_pairs, insert_row, insert_rows, prepare_calls
-from .conf import BackendOptions, is_positive_int, is_positive_number, is_time_limit
+from .conf import BackendOptions
 from .db import wakes_by_notify
 from .flow import keyed, row_fields
 from .framework import (
-    TASK_MAX_PRIORITY,
-    TASK_MIN_PRIORITY,
     BaseTaskBackend,
     InvalidTask,
     Task,
@@ -39,6 +37,7 @@ from .results import get_row, row_to_result, wait_for_row
 from .signals import send_robustly
 from .task_paths import validate_task_path
 from .uniqueness import is_unique, key_for, unique_while_text
+from .validation import is_positive_int, is_time_limit, placement_problem, seconds_problem
 
 logger = logging.getLogger("django_tasks_db")
 
@@ -208,8 +207,8 @@ def _validate_retry(task: Task) -> None:
         raise InvalidTask(f"retry_on must be a tuple of exception classes, not {retry_on!r}.")
     for name in ("retry_backoff", "retry_backoff_max"):
         value = getattr(task, name, None)
-        if value is not None and not is_positive_number(value):
-            raise InvalidTask(f"{name} must be a positive number of seconds, not {value!r}.")
+        if value is not None and (problem := seconds_problem(name, value)):
+            raise InvalidTask(problem)
     policy = getattr(task, "retry_policy", None)
     if policy is not None and not callable(policy):
         raise InvalidTask(f"retry_policy must be callable, not {policy!r}.")
@@ -254,16 +253,8 @@ class DatabaseBackend(BaseTaskBackend):
         validate_chain(task)
 
     def _validate_placement(self, queue_name: str, priority: int) -> None:
-        if self.queues and queue_name not in self.queues:
-            raise InvalidTask(
-                f"Queue {queue_name!r} is not valid for backend {self.alias!r} "
-                f"(QUEUES: {sorted(self.queues)})."
-            )
-        if not isinstance(priority, int) or not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY:
-            raise InvalidTask(
-                f"priority must be a whole number between {TASK_MIN_PRIORITY} and "
-                f"{TASK_MAX_PRIORITY}."
-            )
+        if problem := placement_problem(queue_name, priority, self.queues, self.alias):
+            raise InvalidTask(problem[1])
 
     # -- enqueue ------------------------------------------------------------------------
 

@@ -6,14 +6,13 @@ backend (lazily, and again after ``override_settings``), never at import time.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 
-from .exceptions import MAX_DELAY_SECONDS
+from .validation import is_positive_int, is_positive_number, is_time_limit, seconds_problem
 
 #: The largest MAX_LOG_BYTES (below MariaDB's default max_allowed_packet of 16 MiB).
 MAX_LOG_BYTES_LIMIT = 8 * 2**20
@@ -97,8 +96,8 @@ class BackendOptions:
             "RETRY_BACKOFF_MAX",
             "BATCH_WINDOW",
         ):
-            if key in raw and not is_positive_number(raw[key]):
-                problems.append(f"{key} must be a positive number of seconds, not {raw[key]!r}.")
+            if key in raw and (problem := seconds_problem(key, raw[key])):
+                problems.append(problem)
         if "TIMEOUT" in raw and raw["TIMEOUT"] is not None and not is_time_limit(raw["TIMEOUT"]):
             problems.append(
                 "TIMEOUT must be a positive number of seconds (at most a year) or None, "
@@ -165,31 +164,13 @@ class BackendOptions:
         return cls(**{key.lower(): value for key, value in raw.items()})
 
 
-def is_positive_number(value: object) -> bool:
-    """A finite number of seconds above zero (``inf`` and ``nan`` are not)."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
-def is_time_limit(value: object) -> bool:
-    """A hard time limit: positive seconds, at most ``MAX_DELAY_SECONDS`` (a year)."""
-    return is_positive_number(value) and value <= MAX_DELAY_SECONDS  # type: ignore[operator]
-
-
-def is_positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def _scheduler_problems(raw: dict[str, Any]) -> list[str]:
     """Problems with the scheduler's options (their content is checked by E010-E015)."""
     problems = []
-    if "SCHEDULE_GRACE" in raw and not is_positive_number(raw["SCHEDULE_GRACE"]):
-        grace = raw["SCHEDULE_GRACE"]
-        problems.append(f"SCHEDULE_GRACE must be a positive number of seconds, not {grace!r}.")
+    if "SCHEDULE_GRACE" in raw and (
+        problem := seconds_problem("SCHEDULE_GRACE", raw["SCHEDULE_GRACE"])
+    ):
+        problems.append(problem)
     if "SCHEDULES" in raw and not _is_schedule_map(raw["SCHEDULES"]):
         problems.append(
             "SCHEDULES must map schedule names to dicts, e.g. "

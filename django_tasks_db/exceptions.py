@@ -5,6 +5,7 @@ They subclass Django's own task exceptions where one fits, so code written for
 """
 
 from .framework import InvalidTask, TaskException
+from .validation import MAX_DELAY_SECONDS, is_delay
 
 
 class InvalidTaskArguments(InvalidTask):
@@ -23,11 +24,6 @@ class DatabaseNotSupported(TaskException):
     """The configured database cannot serve as a queue (e.g. no SKIP LOCKED)."""
 
 
-#: The longest a task can be put off by a snooze or a retry (a year): beyond it a
-#: date would overflow, and no queue should hold a task that long.
-MAX_DELAY_SECONDS = 365 * 24 * 3600.0
-
-
 class Snooze(Exception):
     """Raise in a task to run it again after ``delay`` seconds, without a failure.
 
@@ -38,11 +34,7 @@ class Snooze(Exception):
     """
 
     def __init__(self, delay: float) -> None:
-        if (
-            not isinstance(delay, int | float)
-            or isinstance(delay, bool)
-            or not 0 <= delay <= MAX_DELAY_SECONDS
-        ):
+        if not is_delay(delay):
             raise ValueError(
                 f"Snooze needs a delay of 0 to {MAX_DELAY_SECONDS:.0f} seconds (at most a "
                 f"year), not {delay!r}."

@@ -31,6 +31,7 @@ from .framework import (
 )
 from .framework import Task as DjangoTask
 from .task_paths import resolve_task
+from .validation import placement_problem
 
 
 class TaskStatus(models.TextChoices):
@@ -495,14 +496,9 @@ class Schedule(models.Model):
             backend = task_backends[self.backend_name]
         except InvalidTaskBackend as exc:
             return {"backend_name": str(exc)}
-        if self.queue_name and backend.queues and self.queue_name not in backend.queues:
-            return {
-                "queue_name": f"Queue {self.queue_name!r} is not one of backend "
-                f"{self.backend_name!r}'s QUEUES: {', '.join(sorted(backend.queues))}."
-            }
-        low, high = TASK_MIN_PRIORITY, TASK_MAX_PRIORITY
-        if self.priority is not None and not low <= self.priority <= high:
-            return {"priority": f"Priority must be between {low} and {high}."}
+        queue_name = self.queue_name or None  # empty: the task's own
+        if problem := placement_problem(queue_name, self.priority, backend.queues, backend.alias):
+            return dict([problem])
         try:
             self.get_task()
         except InvalidTask as exc:

@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
-    MAX_DELAY_SECONDS,
     Discard,
     InvalidTaskArguments,
     InvalidTaskRow,
@@ -28,6 +27,7 @@ from .exceptions import (
     UnknownTaskPath,
     WorkerLost,
 )
+from .validation import MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
     from .conf import BackendOptions

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db
         ({"args": [1, 2], "kwargs": {"c": 3}}, "args", "Arguments do not match add"),
         ({"args": {"a": 1}}, "args", "must be a JSON list"),
         ({"kwargs": [1]}, "kwargs", "must be a JSON object"),
-        ({"queue_name": "nope"}, "queue_name", "not one of backend 'default'"),
+        ({"queue_name": "nope"}, "queue_name", "not valid for backend 'default'"),
         ({"priority": 101}, "priority", "between -100 and 100"),
         ({"backend_name": "nope"}, "backend_name", "nope"),
         ({"missed_policy": "sometimes"}, "missed_policy", "not a valid choice"),

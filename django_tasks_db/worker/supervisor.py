@@ -24,11 +24,12 @@ from django.db.models import Case, F, FloatField, Q, Value, When
 
 from ..backoff import Backoff
 from ..db import DatabaseNow, skip_locked_problem
-from ..exceptions import MAX_DELAY_SECONDS, DatabaseNotSupported
+from ..exceptions import DatabaseNotSupported
 from ..models import LIVE_WORKER_STATUSES, Task
 from ..models import Worker as WorkerRow
 from ..reaper import Reaper
 from ..task_paths import import_task_modules
+from ..validation import MAX_DELAY_SECONDS
 from .board import Board, Section
 from .child import NAME_TAKEN_EXIT, RECYCLE_EXIT, ChildSpec, run_child
 from .heartbeat import STOP_FROM_CONTROL_ROOM
