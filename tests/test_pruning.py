@@ -53,5 +53,9 @@ def test_dry_run_and_command() -> None:
     assert "Would delete 1 task(s)" in out.getvalue() and Task.objects.count() == 1
     call_command("prune_tasks", "--older-than", "1", stdout=out)
     assert "Deleted 1 task(s)" in out.getvalue() and Task.objects.count() == 0
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError, match="argument --older-than: cannot be negative"):
         call_command("prune_tasks", "--older-than", "-1")
+    with pytest.raises(CommandError, match="argument --batch-size: must be at least 1"):
+        call_command("prune_tasks", "--batch-size", "0")
+    with pytest.raises(CommandError, match="nope"):
+        call_command("prune_tasks", "--backend", "nope")

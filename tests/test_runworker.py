@@ -70,7 +70,11 @@ def test_burst_and_max_tasks(processes) -> None:
     [
         (["--domain", "nope"], "Unknown domain"),
         (["--backend", "nope"], "nope"),
-        (["--max-tasks", "0"], "--max-tasks must be at least 1"),
+        (["--max-tasks", "0"], "argument --max-tasks: must be at least 1, not 0"),
+        (["--processes", "two"], "argument --processes: 'two' is not a whole number"),
+        (["--concurrency", "-1"], "argument --concurrency: must be at least 1"),
+        (["--grace-period", "-1"], "argument --grace-period: cannot be negative"),
+        (["--max-memory", "nan"], "argument --max-memory: cannot be negative, not nan"),
     ],
 )
 def test_bad_arguments_are_command_errors(args, message) -> None:

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from django.core.management.base import CommandError, CommandParser
 
+from ..management.options import add_backend_option, non_negative, positive_int
 from ..models import TaskStatus
 
 
@@ -25,26 +26,6 @@ class OneLineParser(CommandParser):
         raise CommandError(f"Error: {message}")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"cannot be negative, not {text}")
-    return value
-
-
 def status(text: str) -> str:
     return text.upper()
 
@@ -54,7 +35,7 @@ def common_options() -> OneLineParser:
     subcommand too (argparse would only take them before it); their defaults are
     left to the top-level parser."""
     common = OneLineParser(add_help=False)
-    common.add_argument("--backend", default="default", help="TASKS alias (default: default).")
+    add_backend_option(common)
     hidden: dict[str, Any] = {"default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
     common.add_argument("-v", "--verbosity", type=int, choices=[0, 1, 2, 3], **hidden)
     common.add_argument("--settings", **hidden)
@@ -157,7 +138,7 @@ def add_subcommands(parser: CommandParser) -> None:
     )
     health.add_argument(
         "--max-lag",
-        type=seconds,
+        type=non_negative,
         metavar="SECONDS",
         help="Also fail when a due task of an unpaused queue waited longer than this.",
     )

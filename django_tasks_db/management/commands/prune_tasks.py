@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from django_tasks_db.backend import database_backend
+from django_tasks_db.management.options import (
+    add_backend_option,
+    backend_option,
+    non_negative,
+    positive_int,
+)
 from django_tasks_db.pruning import prune
 
 
@@ -22,24 +27,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=float,
+            type=non_negative,
             default=7.0,
             metavar="DAYS",
             help="Age in days (of finished_at, scheduled_at, stopped_at); default 7.",
         )
-        parser.add_argument("--backend", default="default", help="TASKS alias (default: default).")
-        parser.add_argument("--batch-size", type=int, default=1000, help="Rows per transaction.")
+        add_backend_option(parser)
+        parser.add_argument(
+            "--batch-size", type=positive_int, default=1000, help="Rows per transaction."
+        )
         parser.add_argument("--dry-run", action="store_true", help="Only count what would go.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["older_than"] < 0:
-            raise CommandError("--older-than cannot be negative.")
-        if options["batch_size"] < 1:
-            raise CommandError("--batch-size must be at least 1.")
-        try:
-            backend = database_backend(options["backend"])
-        except Exception as exc:
-            raise CommandError(str(exc)) from exc
+        backend = backend_option(options["backend"])
         before = timezone.now() - timedelta(days=options["older_than"])
         report = prune(
             backend.database,

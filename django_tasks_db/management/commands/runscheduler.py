@@ -6,9 +6,10 @@ import signal
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from django_tasks_db.management.command_logging import configure_command_logging
+from django_tasks_db.management.options import add_backend_option, backend_option
 from django_tasks_db.scheduler import Scheduler
 
 
@@ -20,7 +21,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--backend", default="default", help="TASKS alias (default: default).")
+        add_backend_option(parser)
         parser.add_argument(
             "--once",
             action="store_true",
@@ -28,11 +29,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        backend = backend_option(options["backend"])
         configure_command_logging(options["verbosity"])
-        try:
-            scheduler = Scheduler(backend=options["backend"], once=options["once"])
-        except Exception as exc:  # an unknown alias or backend
-            raise CommandError(str(exc)) from exc
+        scheduler = Scheduler(backend=backend.alias, once=options["once"])
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             scheduler.request_stop()

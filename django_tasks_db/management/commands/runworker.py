@@ -10,6 +10,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_tasks_db.exceptions import DatabaseNotSupported
 from django_tasks_db.management.command_logging import configure_command_logging
+from django_tasks_db.management.options import (
+    add_backend_option,
+    backend_option,
+    non_negative,
+    positive_int,
+)
 from django_tasks_db.worker.loop import WorkerAlreadyRunning
 from django_tasks_db.worker.supervisor import Supervisor, TaskModulesBroken
 
@@ -29,17 +35,21 @@ class Command(BaseCommand):
             metavar="NAME",
             help="Queue to take tasks from; repeat for several (default: all queues).",
         )
-        parser.add_argument("--backend", default="default", help="TASKS alias (default: default).")
+        add_backend_option(parser)
         parser.add_argument(
             "--worker-id",
             help="Name prefix of the worker processes (default: host-pid); process i is NAME-i.",
         )
         parser.add_argument(
-            "--processes", type=int, default=1, metavar="N", help="Worker processes (default 1)."
+            "--processes",
+            type=positive_int,
+            default=1,
+            metavar="N",
+            help="Worker processes (default 1).",
         )
         parser.add_argument(
             "--concurrency",
-            type=int,
+            type=positive_int,
             default=1,
             metavar="N",
             help="Tasks each process runs at once, in threads, for I/O-bound tasks (default 1).",
@@ -48,38 +58,33 @@ class Command(BaseCommand):
             "--burst", action="store_true", help="Exit (status 0) once no task is ready."
         )
         parser.add_argument(
-            "--max-tasks", type=int, metavar="N", help="Each process exits after N tasks."
+            "--max-tasks", type=positive_int, metavar="N", help="Each process exits after N tasks."
         )
         parser.add_argument(
             "--max-tasks-per-child",
-            type=int,
+            type=positive_int,
             metavar="N",
             help="Replace a worker process by a fresh one after N tasks.",
         )
         parser.add_argument(
             "--max-memory",
-            type=float,
+            type=non_negative,
             metavar="MB",
             help="Replace a worker process whose resident memory exceeds MB after a task.",
         )
         parser.add_argument(
             "--grace-period",
-            type=float,
+            type=non_negative,
             metavar="SECONDS",
             help="Time running tasks get at shutdown (default: SHUTDOWN_GRACE_PERIOD, 30).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for flag in ("processes", "concurrency", "max_tasks", "max_tasks_per_child"):
-            if options[flag] is not None and options[flag] < 1:
-                raise CommandError(f"--{flag.replace('_', '-')} must be at least 1.")
-        for flag in ("max_memory", "grace_period"):
-            if options[flag] is not None and options[flag] < 0:
-                raise CommandError(f"--{flag.replace('_', '-')} cannot be negative.")
+        backend = backend_option(options["backend"])
         configure_command_logging(options["verbosity"])
         try:
             supervisor = Supervisor(
-                backend=options["backend"],
+                backend=backend.alias,
                 domains=options["domains"],
                 processes=options["processes"],
                 concurrency=options["concurrency"],
@@ -90,7 +95,7 @@ class Command(BaseCommand):
                 max_memory_mb=options["max_memory"],
                 grace_period=options["grace_period"],
             )
-        except Exception as exc:  # an unknown alias, backend or domain
+        except ValueError as exc:  # an unknown domain; a bad value from call_command()
             raise CommandError(str(exc)) from exc
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
