@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
+from django.apps import apps
 from django.core import checks
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -163,6 +164,13 @@ _OWN_FIELDS = {
     "retry_backoff_max",
     "retry_policy",
 }
+
+
+def database_backends() -> list[DatabaseBackend]:
+    """Every DatabaseBackend in ``TASKS``, in their order."""
+    from .framework import task_backends
+
+    return [b for b in task_backends.all() if isinstance(b, DatabaseBackend)]
 
 
 def database_backend(alias: str) -> DatabaseBackend:
@@ -488,6 +496,18 @@ class DatabaseBackend(BaseTaskBackend):
     # -- checks -------------------------------------------------------------------------
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
-        from .checks import check_backend
-
-        return [*super().check(**kwargs), *check_backend(self, **kwargs)]
+        """Django's checks, then ours: E003 when the app is not installed, else the
+        app's checks of this backend (``checks.py``)."""
+        messages = list(super().check(**kwargs))
+        if not apps.is_installed("django_tasks_db"):
+            return [
+                *messages,
+                checks.Error(
+                    f"TASKS[{self.alias!r}] uses DatabaseBackend but 'django_tasks_db' is not "
+                    "in INSTALLED_APPS.",
+                    hint="Add 'django_tasks_db' to INSTALLED_APPS and run migrate.",
+                    id="django_tasks_db.E003",
+                ),
+            ]
+        app = cast(Any, apps.get_app_config("django_tasks_db"))
+        return [*messages, *app.check_backend(self, database_backends(), **kwargs)]

@@ -17,7 +17,7 @@ clock) fills it, as for ``enqueue``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
 from django.db.models.expressions import DatabaseDefault
@@ -162,14 +162,14 @@ def _short(value: object) -> str:
 def enqueue_many(task: Task, calls: Iterable[Call]) -> list[TaskResult]:
     """Enqueue ``task`` once per ``(args, kwargs)`` pair; the results in order.
 
-    On a ``DatabaseBackend``: ``DatabaseBackend.enqueue_many`` (all or nothing, few
-    INSERTs). On any other backend (e.g. Django's ``DummyBackend`` in a project's
-    test settings, where tasks are plain ``Task`` objects without ``enqueue_many``)
-    the calls are checked for shape, then enqueued one by one through that backend.
+    On a backend with its own ``enqueue_many`` (``DatabaseBackend``: all or nothing,
+    few INSERTs), that. On any other backend (e.g. Django's ``DummyBackend`` in a
+    project's test settings, where tasks are plain ``Task`` objects without
+    ``enqueue_many``) the calls are checked for shape, then enqueued one by one
+    through that backend. (Asked by name: the backend module imports this one.)
     """
-    from .backend import DatabaseBackend  # the backend module imports this one
-
     backend = task.get_backend()
-    if isinstance(backend, DatabaseBackend):
-        return backend.enqueue_many(task, calls)
+    own = getattr(backend, "enqueue_many", None)
+    if callable(own):
+        return cast("list[TaskResult]", own(task, calls))
     return [backend.enqueue(task, list(args), kwargs) for args, kwargs in call_pairs(calls)]

@@ -29,7 +29,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef
 
-from .framework import InvalidTask, Task, TaskResult
+from .framework import InvalidTask, Task, TaskResult, task_backends
 
 logger = logging.getLogger("django_tasks_db")
 
@@ -233,7 +233,6 @@ def waiting_count(backend: str, using: str) -> int:
 def parent_results() -> list[TaskResult]:
     """The results of the running task's parents (``using(after=...)``), in the order
     they were given: ``parent_results()[0].return_value``. Call it from a task."""
-    from .backend import database_backend
     from .capture import current_run
     from .models import Task as TaskRow
 
@@ -241,5 +240,5 @@ def parent_results() -> list[TaskResult]:
     if run is None:
         raise RuntimeError("parent_results() is for a task that a worker runs.")
     row = TaskRow.objects.using(run.using).only("parents", "backend_name").get(pk=run.pk)
-    backend = database_backend(row.backend_name)
+    backend = task_backends[row.backend_name]  # the row's: a DatabaseBackend
     return [backend.get_result(str(parent)) for parent in row.parents or []]

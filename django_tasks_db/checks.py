@@ -1,17 +1,21 @@
 """System checks: configuration mistakes surface with ids before a worker starts.
 
 Ids: E001 invalid OPTIONS; E002 DATABASE is not a configured alias; E003 the app is
-not installed; E004 the database cannot skip locked rows; W001 SQLite without an
-immediate transaction mode; E005 an installed app's ``tasks`` module fails to import;
-E010-E015 a schedule declared in OPTIONS['SCHEDULES'] (see
-``code_schedules.check_code_schedules``); E006 ``QueueRouter`` with DatabaseBackends that
-name different databases; W002 the routers send the app's models elsewhere than the
-backend's DATABASE. The database is only contacted when the
-check run names databases (``migrate``, ``check --database``).
+not installed (``DatabaseBackend.check`` says so itself: without the app nothing here
+runs); E004 the database cannot skip locked rows; W001 SQLite without an immediate
+transaction mode; E005 an installed app's ``tasks`` module fails to import; E010-E015
+a schedule declared in OPTIONS['SCHEDULES'] (see ``code_schedules.check_code_schedules``);
+E006 ``QueueRouter`` with DatabaseBackends that name different databases; W002 the
+routers send the app's models elsewhere than the backend's DATABASE. The database is
+only contacted when the check run names databases (``migrate``, ``check --database``).
+
+``DatabaseBackend.check`` reaches this module through the app (``apps.py``), so the
+backend module, which loads with the settings, never imports it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -22,17 +26,22 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 from django.utils.module_loading import module_has_submodule
 
+from .code_schedules import check_code_schedules
 from .conf import BackendOptions
 from .db import skip_locked_problem, sqlite_without_immediate_mode
-from .framework import task_backends
 
 if TYPE_CHECKING:
     from .backend import DatabaseBackend
 
 
 def check_backend(
-    backend: DatabaseBackend, databases: list[str] | None = None, **kwargs: Any
+    backend: DatabaseBackend,
+    peers: Sequence[DatabaseBackend],
+    databases: list[str] | None = None,
+    **kwargs: Any,
 ) -> list[checks.CheckMessage]:
+    """The checks of one DatabaseBackend (``DatabaseBackend.check`` asks the app for
+    them); ``peers`` are all the DatabaseBackends in TASKS, in order."""
     where = f"TASKS[{backend.alias!r}]"
     problems = BackendOptions.validate(backend._raw_options)
     if problems:
@@ -48,14 +57,6 @@ def check_backend(
                 id="django_tasks_db.E002",
             )
         ]
-    if not apps.is_installed("django_tasks_db"):
-        messages.append(
-            checks.Error(
-                f"{where} uses DatabaseBackend but 'django_tasks_db' is not in INSTALLED_APPS.",
-                hint="Add 'django_tasks_db' to INSTALLED_APPS and run migrate.",
-                id="django_tasks_db.E003",
-            )
-        )
     connection = connections[alias]
     if databases and alias in databases:
         problem = skip_locked_problem(connection)
@@ -79,17 +80,16 @@ def check_backend(
                 id="django_tasks_db.W001",
             )
         )
-    if apps.is_installed("django_tasks_db"):
-        from .code_schedules import check_code_schedules
-
-        messages += check_code_schedules(backend)
-        messages += check_routing(backend)
-    if _first_database_backend(backend):
+    messages += check_code_schedules(backend)
+    messages += check_routing(backend, peers)
+    if _is_first(backend, peers):
         messages += check_task_modules()
     return messages
 
 
-def check_routing(backend: DatabaseBackend) -> list[checks.CheckMessage]:
+def check_routing(
+    backend: DatabaseBackend, peers: Sequence[DatabaseBackend]
+) -> list[checks.CheckMessage]:
     """E006 and W002: Django's own code (the admin, ``migrate``, ``Model.save()``
     without ``using``) asks the routers where the app's models live; the backend
     and its workers use ``DATABASE``. Both must name the same database."""
@@ -100,7 +100,7 @@ def check_routing(backend: DatabaseBackend) -> list[checks.CheckMessage]:
         try:
             queue_database()
         except ImproperlyConfigured as exc:  # said once, not once per backend
-            first = _first_database_backend(backend)
+            first = _is_first(backend, peers)
             return [checks.Error(str(exc), id="django_tasks_db.E006")] if first else []
     where = f"TASKS[{backend.alias!r}]"
     routed = router.db_for_write(Task)
@@ -129,13 +129,10 @@ def check_routing(backend: DatabaseBackend) -> list[checks.CheckMessage]:
     ]
 
 
-def _first_database_backend(backend: DatabaseBackend) -> bool:
+def _is_first(backend: DatabaseBackend, peers: Sequence[DatabaseBackend]) -> bool:
     """Whether ``backend`` is the first DatabaseBackend in TASKS (checks that do not
     depend on the backend report once, not once per alias)."""
-    from .backend import DatabaseBackend
-
-    first = next((b for b in task_backends.all() if isinstance(b, DatabaseBackend)), None)
-    return first is None or first.alias == backend.alias
+    return not peers or peers[0].alias == backend.alias
 
 
 def check_task_modules() -> list[checks.CheckMessage]:

@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from django.apps import apps
 from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, NotSupportedError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -26,11 +27,11 @@ from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
 
 from .backoff import Backoff
+from .conf import BackendOptions
 
 if TYPE_CHECKING:
     from django.db.models import Field
 
-    from .conf import BackendOptions
     from .stopping import Stop
 
 logger = logging.getLogger("django_tasks_db")
@@ -220,10 +221,9 @@ def locking_transaction(using: str) -> Iterator[None]:
         if serialises_claims_by_write_lock(connection) and sqlite_without_immediate_mode(
             connection
         ):
-            from .models import Task
-
+            task_model = apps.get_model("django_tasks_db", "Task")  # db.py imports no model
             with connection.cursor() as cursor:
-                table = connection.ops.quote_name(Task._meta.db_table)
+                table = connection.ops.quote_name(task_model._meta.db_table)
                 cursor.execute(f"UPDATE {table} SET status = status WHERE 1 = 0")
         yield
 
@@ -335,7 +335,6 @@ def listen_notify_on(using: str) -> bool:
     """
     if connections[using].vendor != "postgresql":
         return False
-    from .backend import DatabaseBackend  # the backend module imports this one
     from .framework import InvalidTaskBackend, task_backends
 
     for alias in task_backends:
@@ -343,10 +342,12 @@ def listen_notify_on(using: str) -> bool:
             backend = task_backends[alias]
         except InvalidTaskBackend:  # another app's backend, not installed here
             continue
-        if not isinstance(backend, DatabaseBackend) or backend.database != using:
-            continue
-        if not backend.config.listen_notify:
-            return False
+        # A DatabaseBackend is known by its typed options: this module, which the
+        # backend's imports, does not import the backend module.
+        config = getattr(backend, "config", None)
+        if isinstance(config, BackendOptions) and config.database == using:  # noqa: SIM102
+            if not config.listen_notify:
+                return False
     return True
 
 
