@@ -43,7 +43,12 @@ T = TypeVar("T")
 
 def persist(write: Callable[[], T], using: str, refused: Callable[[DatabaseError], T]) -> T:
     """Run ``write`` until it goes through; ``refused(error)`` when the database
-    keeps refusing it while reachable (see the module's docstring)."""
+    keeps refusing it while reachable (see the module's docstring).
+
+    Deaf to stop requests on purpose: a run that finished must have its outcome
+    written, or it runs again. A stop during an outage waits here, within the
+    supervisor's grace period; past it the process is killed and the task is
+    settled like any other the shutdown cut short."""
     backoff = Backoff(0.1, MAX_STORE_DELAY)
     refusals = 0
     while True:
