@@ -49,6 +49,7 @@ from .db import (
     locking_transaction,
     notify_finished,
     update_announcing_finished,
+    update_fenced_rows,
     update_varying_rows,
 )
 from .exceptions import InvalidTaskRow, TaskAborted, TaskCancelled, WorkerLost
@@ -294,15 +295,31 @@ def succeed(row: Task, return_value: Any, clock: ClaimClock | None = None) -> st
 
 def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
     """RUNNING -> SUCCESSFUL for many runs of this worker, ``(row, return value as
-    JSON text, finished at)`` each, in one transaction: the rows still under their
-    claim are locked, then written by one UPDATE. Returns those rows (their
-    instances updated); the others lost their claim and are left alone.
+    JSON text, finished at)`` each. PostgreSQL: one statement that fences, writes and
+    announces them (``db.update_fenced_rows``); elsewhere one transaction that locks
+    the rows still under their claim, then writes them with one UPDATE. Returns those
+    rows (their instances updated); the others lost their claim and are left alone.
     """
     if not runs:
         return []
     rows = [row for row, _, _ in runs]
     using = rows[0]._state.db or "default"
     connection = connections[using]
+    constants = {"status": S.SUCCESSFUL, "claim_token": None, "unique_key": None}
+    columns = [("id", "uuid"), ("return_value", "jsonb"), ("finished_at", "timestamptz")]
+    # None is stored as SQL NULL, as Django stores it.
+    stored = update_fenced_rows(
+        connection,
+        Task,
+        constants,
+        columns,
+        [(row.pk, row.claim_token, None if text == "null" else text, at) for row, text, at in runs],
+        ("claim_token", "status", S.RUNNING),
+        announce=listen_notify_on(using),
+    )
+    if stored is not None:  # PostgreSQL: fenced, written and announced in one statement
+        _after_success([run for run in runs if run[0].pk in stored], using)
+        return [row for row, _, _ in runs if row.pk in stored]
     with locking_transaction(using):
         mine = set(
             Task.objects.using(using)
@@ -317,18 +334,23 @@ def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
                     cursor,
                     connection,
                     Task,
-                    {"status": S.SUCCESSFUL, "claim_token": None, "unique_key": None},
-                    [("id", "uuid"), ("return_value", "jsonb"), ("finished_at", "timestamptz")],
-                    # None is stored as SQL NULL, as Django stores it.
+                    constants,
+                    columns,
                     [(row.pk, None if text == "null" else text, at) for row, text, at in kept],
                 )
             notify_finished(using, [row.pk for row, _, _ in kept])  # goes out at commit
-    settle_children([row.pk for row, _, _ in kept], using)  # after the commit: no savepoint
+    _after_success(kept, using)
+    return [row for row, _, _ in kept]
+
+
+def _after_success(kept: Sequence[tuple[Task, str, datetime]], using: str) -> None:
+    """Once ``succeed_many``'s write is committed: the waiting children of these
+    runs (no savepoint needed), and the instances made to say what was written."""
+    settle_children([row.pk for row, _, _ in kept], using)
     for row, text, at in kept:
         row.status, row.claim_token, row.finished_at = S.SUCCESSFUL, None, at
         row.unique_key = None
         row.return_value = json.loads(text)
-    return [row for row, _, _ in kept]
 
 
 def fail(

@@ -169,3 +169,44 @@ def test_error_text_is_cleaned_and_capped() -> None:
     text = transitions.clean_text("a\x00b\ud800" + "x" * 50_000)
     assert "\x00" not in text and "\\x00" in text and "truncated" in text
     assert len(text) <= transitions.MAX_ERROR_CHARS
+
+
+def running(**fields: object) -> Task:
+    return TaskFactory(status=TaskStatus.RUNNING, claim_token=uuid.uuid4(), **fields)
+
+
+def test_succeed_many_writes_only_the_runs_still_under_their_claim() -> None:
+    mine, reclaimed, aborted = running(), running(), running()
+    Task.objects.filter(pk=reclaimed.pk).update(claim_token=uuid.uuid4())  # claimed again
+    Task.objects.filter(pk=aborted.pk).update(status=TaskStatus.ABORTED, claim_token=None)
+    now = timezone.now()
+    runs = [(mine, '{"n": 1}', now), (reclaimed, "2", now), (aborted, "null", now)]
+    assert transitions.succeed_many(runs) == [mine]
+    assert (mine.status, mine.return_value, mine.claim_token) == (
+        TaskStatus.SUCCESSFUL,
+        {"n": 1},
+        None,
+    )
+    rows = {row.pk: row for row in Task.objects.all()}
+    assert rows[mine.pk].status == TaskStatus.SUCCESSFUL
+    assert rows[mine.pk].return_value == {"n": 1} and rows[mine.pk].finished_at == now
+    assert rows[reclaimed.pk].status == TaskStatus.RUNNING
+    assert rows[aborted.pk].status == TaskStatus.ABORTED
+
+
+def test_succeed_many_on_postgresql_is_one_statement(vendor) -> None:
+    """The idle worker's path from a task's end to its readable result: fenced,
+    written and announced by one statement (then the read for waiting children)."""
+    if vendor != "postgresql":
+        pytest.skip("elsewhere the rows are locked first")
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    rows = [running(), running()]
+    with CaptureQueriesContext(connection) as queries:
+        done = transitions.succeed_many([(row, "1", timezone.now()) for row in rows])
+    assert done == rows
+    statements = [q["sql"] for q in queries.captured_queries]
+    update, children = (s for s in statements if "SAVEPOINT" not in s)  # the test's atomic
+    assert "RETURNING" in update and "pg_notify" in update
+    assert "taskdependency" in children
