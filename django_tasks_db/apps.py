@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig
 from django.core.checks import CheckMessage
+from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
     from .backend import DatabaseBackend
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 class DjangoTasksDbConfig(AppConfig):
     name = "django_tasks_db"
-    verbose_name = "Tasks (database queue)"
+    verbose_name = _("Tasks (database queue)")
     default_auto_field = "django.db.models.BigAutoField"
 
     def check_backend(

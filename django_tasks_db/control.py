@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from . import chains, transitions
 from .backend import DatabaseBackend, database_backend
@@ -32,7 +34,13 @@ from .task_paths import import_task_modules, may_import, resolve_task
 
 
 class ControlError(Exception):
-    """An operator's request that cannot be carried out; the message says why."""
+    """An operator's request that cannot be carried out; the message says why (in the
+    active language when this module wrote it; errors of the task API it passes on
+    as they are). ``field``: the input it is about, when one is ("args", "priority"...)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # -- finding things ------------------------------------------------------------------------
@@ -53,9 +61,9 @@ def tasks_by_id(ids: Iterable[str], using: str) -> list[Task]:
         try:
             row = Task.objects.using(using).filter(pk=str(raw).strip()).first()
         except Exception as exc:  # a malformed UUID: ValidationError or ValueError
-            raise ControlError(f"{raw!r} is not a task id.") from exc
+            raise ControlError(_("%(id)r is not a task id.") % {"id": raw}) from exc
         if row is None:
-            raise ControlError(f"No task with id {raw}.")
+            raise ControlError(_("No task with id %(id)s.") % {"id": raw})
         rows.append(row)
     return rows
 
@@ -109,8 +117,10 @@ def known_queues(backend: DatabaseBackend, *, from_tasks: bool = True) -> list[s
 
 def check_queue(backend: DatabaseBackend, queue: str) -> str:
     if queue not in known_queues(backend):
+        known = ", ".join(known_queues(backend)) or _("none")
         raise ControlError(
-            f"Unknown queue {queue!r}; known: {', '.join(known_queues(backend)) or 'none'}."
+            _("Unknown queue %(queue)r; known: %(known)s.") % {"queue": queue, "known": known},
+            field="queue",
         )
     return queue
 
@@ -162,29 +172,38 @@ def enqueue(
     """Enqueue a task the project defines by its path, validated as ``Task.enqueue``
     validates (queue, priority, arguments bound to the signature) before writing."""
     if not isinstance(args, list | tuple):
-        raise ControlError('args must be a JSON list, e.g. [1, "two"].')
+        raise ControlError(_('args must be a JSON list, e.g. [1, "two"].'), field="args")
     kwargs = {} if kwargs is None else kwargs
     if not isinstance(kwargs, dict):
-        raise ControlError('kwargs must be a JSON object, e.g. {"report_id": 1}.')
+        raise ControlError(
+            _('kwargs must be a JSON object, e.g. {"report_id": 1}.'), field="kwargs"
+        )
     odd_keys = [key for key in kwargs if not isinstance(key, str)]  # a caller's dict
     if odd_keys:
-        raise ControlError(f"kwargs keys must be strings, not {odd_keys!r}.")
+        raise ControlError(
+            _("kwargs keys must be strings, not %(keys)r.") % {"keys": odd_keys},
+            field="kwargs",
+        )
     if priority is not None and (
         not isinstance(priority, int)
         or isinstance(priority, bool)
         or not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY
     ):
         raise ControlError(
-            f"priority must be a whole number between {TASK_MIN_PRIORITY} and "
-            f"{TASK_MAX_PRIORITY}, not {priority!r}."
+            _("priority must be a whole number between %(low)d and %(high)d, not %(given)r.")
+            % {"low": TASK_MIN_PRIORITY, "high": TASK_MAX_PRIORITY, "given": priority},
+            field="priority",
         )
     if run_after is not None and timezone.is_naive(run_after):
-        raise ControlError("run_after must say its time zone.")
+        raise ControlError(_("run_after must say its time zone."), field="run_after")
     if run_after is not None:
         try:  # stored in UTC: 9999-12-31 in New York is past the year 9999 there
             run_after.astimezone(UTC)
         except OverflowError as exc:
-            raise ControlError(f"run_after {run_after.isoformat()} is out of range.") from exc
+            raise ControlError(
+                _("run_after %(when)s is out of range.") % {"when": run_after.isoformat()},
+                field="run_after",
+            ) from exc
     try:
         task = resolve_task(path)
     except InvalidTask as exc:
@@ -209,10 +228,16 @@ def parse_json(text: str | None, what: str, default: Any) -> Any:
     try:
         return json.loads(text)
     except RecursionError as exc:  # thousands of nested brackets
-        raise ControlError(f"{what} is not valid JSON: nested too deeply.") from exc
+        raise ControlError(
+            _("%(what)s is not valid JSON: nested too deeply.") % {"what": what},
+            field=what.lstrip("-"),
+        ) from exc
     except ValueError as exc:  # JSONDecodeError, or a number of more than 4300 digits
         reason = " ".join(str(exc).split(";")[0].split())
-        raise ControlError(f"{what} is not valid JSON: {reason}.") from exc
+        raise ControlError(
+            _("%(what)s is not valid JSON: %(reason)s.") % {"what": what, "reason": reason},
+            field=what.lstrip("-"),
+        ) from exc
 
 
 # -- why a task waits ------------------------------------------------------------------------
@@ -227,11 +252,14 @@ def why_waiting(row: Task, now: datetime) -> str | None:
         return None
     using = _db(row)
     if parents := chains.waiting_for(row, using):
-        return f"waiting for {parents} parent task{'s' if parents > 1 else ''}"
+        return ngettext(
+            "waiting for %(n)d parent task", "waiting for %(n)d parent tasks", parents
+        ) % {"n": parents}
     if row.available_at is not None and row.available_at > now:
-        return f"not due until {row.available_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        due = f"{row.available_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+        return _("not due until %(when)s UTC") % {"when": due}
     if row.queue_name in paused_queues(row.backend_name, using):
-        return f"queue {row.queue_name!r} is paused"
+        return _("queue %(queue)r is paused") % {"queue": row.queue_name}
     return waiting_reason(row, using)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from django.utils import dates
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -27,6 +28,8 @@ ALIASES = {
     "@hourly": "0 * * * *",
 }
 
+#: English names, for reading an expression ("jan", "mon"); the words it is described
+#: in are Django's, in the active language (``django.utils.dates``).
 MONTHS = [
     "January",
     "February",
@@ -184,11 +187,11 @@ def _days(day: _Field, month: _Field, weekday: _Field, at_fixed_times: bool) -> 
         return None
     if not day.any and not weekday.any:
         return None  # cron runs on either: too subtle to say briefly
-    months = _runs_text(_runs(month.values), lambda m: MONTHS[m - 1]) if month.values else ""
+    months = _runs_text(_runs(month.values), lambda m: dates.MONTHS[m]) if month.values else ""
     if weekday.values:
         # Monday-first order: Sunday (0) sorts last.
         order = sorted(7 if v == 0 else v for v in weekday.values)
-        days = _runs_text(_runs(order), lambda d: WEEKDAYS[d - 1])
+        days = _runs_text(_runs(order), lambda d: dates.WEEKDAYS[d - 1])
         if len(order) <= 2 or len(_runs(order)) > 1:
             days = _("on %(days)s") % {"days": days}
         return f"{days} " + _("in %(months)s") % {"months": months} if months else days
@@ -198,7 +201,7 @@ def _days(day: _Field, month: _Field, weekday: _Field, at_fixed_times: bool) -> 
             if len(day.values) == 1 and len(month.values) == 1:
                 return _("on %(day)d %(month)s") % {
                     "day": day.values[0],
-                    "month": MONTHS[month.values[0] - 1],
+                    "month": dates.MONTHS[month.values[0]],
                 }
             return _("on %(days)s of %(months)s") % {"days": days_text, "months": months}
         return _("on %(days)s of every month") % {"days": days_text}

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext, ngettext
+
 from .framework import InvalidTask, Task
 
 if TYPE_CHECKING:
@@ -235,16 +237,43 @@ def waiting_reason(row: TaskRow, using: str) -> str | None:
             .count()
         )
         if running >= row.concurrency_limit:
-            return f"concurrency limit: {running} of {row.concurrency_limit} running"
+            return gettext("concurrency limit: %(running)d of %(limit)d running") % {
+                "running": running,
+                "limit": row.concurrency_limit,
+            }
     if row.rate_group is not None and row.rate_limit is not None and row.rate_period:
         now = database_time(using)
         count = _starts_within(using, row.rate_group, row.rate_period, now).count()
         if count >= row.rate_limit:
-            return f"rate limit: {count} starts in the last {_period_words(row.rate_period)}"
+            return _rate_words(count, row.rate_period)
     return None
 
 
-def _period_words(seconds: float) -> str:
+def _rate_words(count: int, period: float) -> str:
+    """``rate limit: 5 starts in the last second`` (or minute, or hour)."""
+    unit = _period_unit(period)
+    if unit == "hour":
+        text = ngettext(
+            "rate limit: %(n)d start in the last hour",
+            "rate limit: %(n)d starts in the last hour",
+            count,
+        )
+    elif unit == "minute":
+        text = ngettext(
+            "rate limit: %(n)d start in the last minute",
+            "rate limit: %(n)d starts in the last minute",
+            count,
+        )
+    else:
+        text = ngettext(
+            "rate limit: %(n)d start in the last second",
+            "rate limit: %(n)d starts in the last second",
+            count,
+        )
+    return text % {"n": count}
+
+
+def _period_unit(seconds: float) -> str:
     for unit, length in (("hour", 3600.0), ("minute", 60.0)):
         if seconds >= length and math.isclose(seconds % length, 0):
             return unit

@@ -17,6 +17,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from .arguments import prepare_arguments
 from .cron import Cron, InvalidCron, parse_zone, validate_expression
@@ -41,12 +43,12 @@ class TaskStatus(models.TextChoices):
     FAILED through ``get_result`` with an error class saying why.
     """
 
-    READY = "READY", "Ready"
-    RUNNING = "RUNNING", "Running"
-    SUCCESSFUL = "SUCCESSFUL", "Successful"
-    FAILED = "FAILED", "Failed"
-    CANCELLED = "CANCELLED", "Cancelled"
-    ABORTED = "ABORTED", "Aborted"
+    READY = "READY", _("Ready")
+    RUNNING = "RUNNING", _("Running")
+    SUCCESSFUL = "SUCCESSFUL", _("Successful")
+    FAILED = "FAILED", _("Failed")
+    CANCELLED = "CANCELLED", _("Cancelled")
+    ABORTED = "ABORTED", _("Aborted")
 
 
 FINISHED_STATUSES = frozenset(
@@ -94,36 +96,53 @@ class Worker(models.Model):
     """One ``runworker`` process, as the control room sees it."""
 
     class Status(models.TextChoices):
-        RUNNING = "RUNNING", "Running"
-        STOPPING = "STOPPING", "Stopping"
-        STOPPED = "STOPPED", "Stopped"
-        DEAD = "DEAD", "Dead"
+        RUNNING = "RUNNING", _("Running")
+        STOPPING = "STOPPING", _("Stopping")
+        STOPPED = "STOPPED", _("Stopped")
+        DEAD = "DEAD", _("Dead")
 
-    name = models.CharField(max_length=200, unique=True)
-    host = models.CharField(max_length=255)
-    pid = models.PositiveIntegerField()
-    backend_name = models.CharField(max_length=100, default="default")
-    domains = models.JSONField(default=list, help_text="Queues it takes tasks from; empty: all.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
-    started_at = models.DateTimeField(default=timezone.now)
-    stopped_at = models.DateTimeField(null=True, blank=True)
-    last_heartbeat_at = models.DateTimeField(default=timezone.now)
-    stop_reason = models.TextField(blank=True)
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    host = models.CharField(_("host"), max_length=255)
+    pid = models.PositiveIntegerField(_("pid"))
+    backend_name = models.CharField(_("backend name"), max_length=100, default="default")
+    domains = models.JSONField(
+        _("domains"), default=list, help_text=_("Queues it takes tasks from; empty: all.")
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.RUNNING
+    )
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    stopped_at = models.DateTimeField(_("stopped at"), null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(_("last heartbeat at"), default=timezone.now)
+    stop_reason = models.TextField(_("stop reason"), blank=True)
     current_task = models.ForeignKey(
-        "Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    tasks_processed = models.PositiveIntegerField(default=0)
-    memory_mb = models.FloatField(
-        null=True, blank=True, help_text="Resident memory of the process, in MiB, when last seen."
-    )
-    stop_requested_at = models.DateTimeField(
+        "Task",
         null=True,
         blank=True,
-        help_text="Set by the control room's 'stop': the worker's supervisor shuts down "
-        "gracefully when it sees it.",
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("current task"),
+    )
+    tasks_processed = models.PositiveIntegerField(_("tasks processed"), default=0)
+    memory_mb = models.FloatField(
+        _("memory (MiB)"),
+        null=True,
+        blank=True,
+        help_text=_("Resident memory of the process, in MiB, when last seen."),
+    )
+    stop_requested_at = models.DateTimeField(
+        _("stop requested at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Set by the control room's 'stop': the worker's supervisor shuts down "
+            "gracefully when it sees it."
+        ),
     )
 
     class Meta:
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["status", "last_heartbeat_at"], name="worker_liveness_idx")]
 
@@ -165,105 +184,149 @@ class Task(models.Model):
     """One enqueued task. Its primary key is the ``TaskResult.id`` Django hands out."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    task_path = models.CharField(max_length=255, help_text="Dotted path of the django.tasks Task.")
-    backend_name = models.CharField(max_length=100, default="default")
-    queue_name = models.CharField(max_length=100, default="default")
-    priority = models.SmallIntegerField(default=0)
-    status = models.CharField(max_length=10, choices=TaskStatus.choices, default=TaskStatus.READY)
-    args = models.JSONField(default=list, blank=True)
-    kwargs = models.JSONField(default=dict, blank=True)
-    return_value = models.JSONField(null=True, blank=True)
+    task_path = models.CharField(
+        _("task path"), max_length=255, help_text=_("Dotted path of the django.tasks Task.")
+    )
+    backend_name = models.CharField(_("backend name"), max_length=100, default="default")
+    queue_name = models.CharField(_("queue name"), max_length=100, default="default")
+    priority = models.SmallIntegerField(_("priority"), default=0)
+    status = models.CharField(
+        _("status"), max_length=10, choices=TaskStatus.choices, default=TaskStatus.READY
+    )
+    args = models.JSONField(_("args"), default=list, blank=True)
+    kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
+    return_value = models.JSONField(_("return value"), null=True, blank=True)
 
     run_after = models.DateTimeField(
-        null=True, blank=True, help_text="Earliest run time the caller asked for, if any."
+        _("run after"),
+        null=True,
+        blank=True,
+        help_text=_("Earliest run time the caller asked for, if any."),
     )
     available_at = models.DateTimeField(
+        _("available at"),
         db_default=DatabaseNow(),
-        help_text="When the task may next be claimed (the database's clock when due at once).",
+        help_text=_("When the task may next be claimed (the database's clock when due at once)."),
     )
-    enqueued_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    last_attempted_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(_("enqueued at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    last_attempted_at = models.DateTimeField(_("last attempted at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
-    attempts = models.PositiveIntegerField(default=0, help_text="How many times it was run.")
+    attempts = models.PositiveIntegerField(
+        _("attempts"), default=0, help_text=_("How many times it was run.")
+    )
     snoozes = models.PositiveIntegerField(
-        default=0, help_text="Runs that asked to run again later (Snooze); not failures."
+        _("snoozes"),
+        default=0,
+        help_text=_("Runs that asked to run again later (Snooze); not failures."),
     )
     losses = models.PositiveIntegerField(
+        _("losses"),
         default=0,
-        help_text="Runs whose worker was lost (killed, crashed, silent); not failures, but "
-        "MAX_WORKER_LOSSES of them fail the task.",
+        help_text=_(
+            "Runs whose worker was lost (killed, crashed, silent); not failures, but "
+            "MAX_WORKER_LOSSES of them fail the task."
+        ),
     )
     max_attempts = models.PositiveIntegerField(
+        _("max attempts"),
         default=1,
         null=True,
         blank=True,
-        help_text="Empty: enqueued by path without options; the first worker that imports "
-        "the task fills in what its @task declares.",
+        help_text=_(
+            "Empty: enqueued by path without options; the first worker that imports "
+            "the task fills in what its @task declares."
+        ),
     )
-    timeout = models.FloatField(null=True, blank=True, help_text="Hard time limit in seconds.")
+    timeout = models.FloatField(
+        _("timeout"), null=True, blank=True, help_text=_("Hard time limit in seconds.")
+    )
 
     errors = models.JSONField(
-        default=list, blank=True, help_text="One entry per failed attempt, with its traceback."
+        _("errors"),
+        default=list,
+        blank=True,
+        help_text=_("One entry per failed attempt, with its traceback."),
     )
-    worker_ids = models.JSONField(default=list, blank=True, help_text="Worker of each attempt.")
+    worker_ids = models.JSONField(
+        _("worker ids"), default=list, blank=True, help_text=_("Worker of each attempt.")
+    )
     worker = models.ForeignKey(
-        Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+        Worker,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tasks",
+        verbose_name=_("worker"),
     )
     claim_token = models.UUIDField(
-        null=True, blank=True, editable=False, help_text="Fencing token of the current claim."
+        _("claim token"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Fencing token of the current claim."),
     )
-    abort_requested_at = models.DateTimeField(null=True, blank=True)
+    abort_requested_at = models.DateTimeField(_("abort requested at"), null=True, blank=True)
     # A unique task (@task(unique=True)) holds its key while its state is in
     # ``unique_while``; every transition out of those states clears it (see
     # ``uniqueness``). NULLs never collide, so one plain unique index enforces it on
     # every database, MariaDB's lack of partial indexes included.
     unique_key = models.CharField(  # noqa: DJ001 - NULL is the point: NULLs never collide
+        _("unique key"),
         max_length=64,
         null=True,
         blank=True,
         editable=False,
-        help_text="Held by a unique task while it is in one of the states of unique_while.",
+        help_text=_("Held by a unique task while it is in one of the states of unique_while."),
     )
     unique_while = models.CharField(
+        _("unique while"),
         max_length=20,
         blank=True,
         default="",
         editable=False,
-        help_text='The states that hold unique_key: "READY" or "READY,RUNNING".',
+        help_text=_('The states that hold unique_key: "READY" or "READY,RUNNING".'),
     )
     # Flow control (see ``flow``): at most ``concurrency_limit`` RUNNING rows share a
     # ``concurrency_group``; at most ``rate_limit`` starts of a ``rate_group`` fall in
     # any ``rate_period`` seconds. The groups are hashes of the backend, the path and
     # the task's key function's answer.
     concurrency_group = models.CharField(  # noqa: DJ001 - NULL: no limit
-        max_length=64, null=True, blank=True, editable=False
+        _("concurrency group"), max_length=64, null=True, blank=True, editable=False
     )
-    concurrency_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    concurrency_limit = models.PositiveIntegerField(
+        _("concurrency limit"), null=True, blank=True, editable=False
+    )
     rate_group = models.CharField(  # noqa: DJ001 - NULL: no limit
-        max_length=64, null=True, blank=True, editable=False
+        _("rate group"), max_length=64, null=True, blank=True, editable=False
     )
-    rate_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    rate_period = models.FloatField(null=True, blank=True, editable=False)
+    rate_limit = models.PositiveIntegerField(_("rate limit"), null=True, blank=True, editable=False)
+    rate_period = models.FloatField(_("rate period"), null=True, blank=True, editable=False)
     # Chains and groups (see ``chains``): the tasks this one runs after, and what a
     # parent that did not succeed does to it ("cancel" it, or "run" it all the same).
-    parents = models.JSONField(default=list, blank=True, editable=False)
-    after_failure = models.CharField(max_length=8, blank=True, default="", editable=False)
+    parents = models.JSONField(_("parents"), default=list, blank=True, editable=False)
+    after_failure = models.CharField(
+        _("after failure"), max_length=8, blank=True, default="", editable=False
+    )
     log = models.TextField(
+        _("log"),
         blank=True,
         default="",
-        help_text="What the task printed and logged while it ran (at most MAX_LOG_BYTES).",
+        help_text=_("What the task printed and logged while it ran (at most MAX_LOG_BYTES)."),
     )
     progress = models.JSONField(
+        _("progress"),
         null=True,
         blank=True,
-        help_text='The latest set_progress(): {"current", "total", "message", "at"}.',
+        help_text=_('The latest set_progress(): {"current", "total", "message", "at"}.'),
     )
 
     objects = TaskQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
         ordering = ["-enqueued_at"]
         indexes = [
             # The claim, one query per queue: equality on status and queue, then the
@@ -361,8 +424,8 @@ class Task(models.Model):
 class MissedPolicy(models.TextChoices):
     """What a schedule does with ticks that passed while no scheduler ran."""
 
-    SKIP = "skip", "Skip missed ticks, run at the next one"
-    CATCH_UP_ONCE = "catch_up_once", "Run once for the missed ticks, then continue"
+    SKIP = "skip", _("Skip missed ticks, run at the next one")
+    CATCH_UP_ONCE = "catch_up_once", _("Run once for the missed ticks, then continue")
 
 
 class Schedule(models.Model):
@@ -374,55 +437,70 @@ class Schedule(models.Model):
     not discovered by the scheduler at 02:30.
     """
 
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(_("name"), max_length=200, unique=True)
     task_path = models.CharField(
-        max_length=255, help_text="Dotted path of a django.tasks Task, e.g. myapp.tasks.report."
+        _("task path"),
+        max_length=255,
+        help_text=_("Dotted path of a django.tasks Task, e.g. myapp.tasks.report."),
     )
     cron = models.CharField(
+        _("cron"),
         max_length=200,
-        help_text=(
+        help_text=_(
             "minute hour day month weekday, e.g. '30 2 * * *'; an optional sixth field is "
             "the second ('* * * * * */10': every 10 seconds); aliases such as @daily."
         ),
     )
     timezone = models.CharField(
-        max_length=64, default="UTC", help_text="IANA zone the cron's wall times are read in."
+        _("timezone"),
+        max_length=64,
+        default="UTC",
+        help_text=_("IANA zone the cron's wall times are read in."),
     )
-    args = models.JSONField(default=list, blank=True)
-    kwargs = models.JSONField(default=dict, blank=True)
-    backend_name = models.CharField(max_length=100, default="default")
+    args = models.JSONField(_("args"), default=list, blank=True)
+    kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
+    backend_name = models.CharField(_("backend name"), max_length=100, default="default")
     queue_name = models.CharField(
-        max_length=100, blank=True, help_text="Empty: the task's own queue."
+        _("queue name"), max_length=100, blank=True, help_text=_("Empty: the task's own queue.")
     )
     priority = models.SmallIntegerField(
-        null=True, blank=True, help_text="Empty: the task's own priority."
+        _("priority"), null=True, blank=True, help_text=_("Empty: the task's own priority.")
     )
-    enabled = models.BooleanField(default=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
     missed_policy = models.CharField(
-        max_length=20, choices=MissedPolicy.choices, default=MissedPolicy.SKIP
+        _("missed policy"), max_length=20, choices=MissedPolicy.choices, default=MissedPolicy.SKIP
     )
     catchup_window = models.PositiveIntegerField(
+        _("catchup window"),
         default=3600,
-        help_text="Seconds: missed ticks older than this are dropped, even when catching up.",
+        help_text=_("Seconds: missed ticks older than this are dropped, even when catching up."),
     )
     last_run_at = models.DateTimeField(
+        _("last run at"),
         null=True,
         blank=True,
         editable=False,
-        help_text="Scheduled time of the latest enqueued tick.",
+        help_text=_("Scheduled time of the latest enqueued tick."),
     )
     next_run_at = models.DateTimeField(
-        null=True, blank=True, editable=False, help_text="The earliest tick not yet handled."
-    )
-    defined_in_code = models.BooleanField(default=False, editable=False)
-    last_error = models.TextField(
+        _("next run at"),
+        null=True,
         blank=True,
         editable=False,
-        help_text="Why the scheduler could not run this schedule the last time it tried.",
+        help_text=_("The earliest tick not yet handled."),
     )
-    code_hash = models.CharField(max_length=64, blank=True, editable=False)
+    defined_in_code = models.BooleanField(_("defined in code"), default=False, editable=False)
+    last_error = models.TextField(
+        _("last error"),
+        blank=True,
+        editable=False,
+        help_text=_("Why the scheduler could not run this schedule the last time it tried."),
+    )
+    code_hash = models.CharField(_("code hash"), max_length=64, blank=True, editable=False)
 
     class Meta:
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
         ordering = ["name"]
         indexes = [
             models.Index(fields=["backend_name", "enabled", "next_run_at"], name="schedule_due_idx")
@@ -478,9 +556,9 @@ class Schedule(models.Model):
         except InvalidCron as exc:
             errors["timezone"] = str(exc)
         if not isinstance(self.args, list):
-            errors["args"] = 'args must be a JSON list, e.g. [1, "two"].'
+            errors["args"] = gettext('args must be a JSON list, e.g. [1, "two"].')
         if not isinstance(self.kwargs, dict):
-            errors["kwargs"] = 'kwargs must be a JSON object, e.g. {"report_id": 1}.'
+            errors["kwargs"] = gettext('kwargs must be a JSON object, e.g. {"report_id": 1}.')
         try:
             task = resolve_task(self.task_path)
         except UnknownTaskPath as exc:
@@ -532,17 +610,28 @@ class ScheduleTick(models.Model):
     IntegrityError and rolls its attempt back.
     """
 
-    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="ticks")
-    scheduled_at = models.DateTimeField(help_text="The tick, in UTC.")
-    enqueued_at = models.DateTimeField()
+    schedule = models.ForeignKey(
+        Schedule, on_delete=models.CASCADE, related_name="ticks", verbose_name=_("schedule")
+    )
+    scheduled_at = models.DateTimeField(_("scheduled at"), help_text=_("The tick, in UTC."))
+    enqueued_at = models.DateTimeField(_("enqueued at"))
     catch_up = models.BooleanField(
-        default=False, help_text="Run once on behalf of ticks missed while no scheduler ran."
+        _("catch up"),
+        default=False,
+        help_text=_("Run once on behalf of ticks missed while no scheduler ran."),
     )
     task = models.ForeignKey(
-        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Task,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("task"),
     )
 
     class Meta:
+        verbose_name = _("schedule tick")
+        verbose_name_plural = _("schedule ticks")
         ordering = ["-scheduled_at"]
         constraints = [
             models.UniqueConstraint(fields=["schedule", "scheduled_at"], name="schedule_tick_once")
@@ -556,7 +645,11 @@ class FlowGroup(models.Model):
     """One row per concurrency or rate group: claims of the group's tasks lock it, so
     that they count its running tasks and recent starts one at a time (``flow``)."""
 
-    key = models.CharField(max_length=64, primary_key=True)
+    key = models.CharField(_("key"), max_length=64, primary_key=True)
+
+    class Meta:
+        verbose_name = _("flow group")
+        verbose_name_plural = _("flow groups")
 
     def __str__(self) -> str:
         return self.key
@@ -567,10 +660,12 @@ class TaskDependency(models.Model):
     no foreign keys: a key check would lock the parent row inside the enqueuer's
     transaction and hold up the worker finishing it."""
 
-    parent_id = models.UUIDField()
-    child_id = models.UUIDField()
+    parent_id = models.UUIDField(_("parent id"))
+    child_id = models.UUIDField(_("child id"))
 
     class Meta:
+        verbose_name = _("task dependency")
+        verbose_name_plural = _("task dependencies")
         constraints = [
             models.UniqueConstraint(fields=["parent_id", "child_id"], name="task_dependency_once")
         ]
@@ -583,10 +678,12 @@ class TaskDependency(models.Model):
 class TaskStart(models.Model):
     """A start of a rate-limited task, kept for one period of its limit (``flow``)."""
 
-    group = models.CharField(max_length=64)
-    started_at = models.DateTimeField()
+    group = models.CharField(_("group"), max_length=64)
+    started_at = models.DateTimeField(_("started at"))
 
     class Meta:
+        verbose_name = _("task start")
+        verbose_name_plural = _("task starts")
         indexes = [models.Index(fields=["group", "started_at"], name="task_start_window_idx")]
 
     def __str__(self) -> str:
@@ -598,8 +695,8 @@ class Dashboard(Task):
 
     class Meta:
         proxy = True
-        verbose_name = "dashboard"
-        verbose_name_plural = "dashboard"
+        verbose_name = _("dashboard")
+        verbose_name_plural = _("dashboard")
         default_permissions = ()
 
 
@@ -607,15 +704,20 @@ class Queue(models.Model):
     """A queue's operator state. A queue needs no row to exist: one is written the
     first time someone pauses it, and kept (the pause survives restarts)."""
 
-    backend_name = models.CharField(max_length=100, default="default")
-    name = models.CharField(max_length=100)
-    paused = models.BooleanField(default=False)
-    changed_at = models.DateTimeField(default=timezone.now)
+    backend_name = models.CharField(_("backend name"), max_length=100, default="default")
+    name = models.CharField(_("name"), max_length=100)
+    paused = models.BooleanField(_("paused"), default=False)
+    changed_at = models.DateTimeField(_("changed at"), default=timezone.now)
     changed_by = models.CharField(
-        max_length=150, blank=True, help_text="Who paused or resumed it last (user or 'cli')."
+        _("changed by"),
+        max_length=150,
+        blank=True,
+        help_text=_("Who paused or resumed it last (user or 'cli')."),
     )
 
     class Meta:
+        verbose_name = _("queue")
+        verbose_name_plural = _("queues")
         ordering = ["backend_name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["backend_name", "name"], name="queue_name_once")
@@ -629,8 +731,12 @@ class Chore(models.Model):
     """When a periodic duty shared by every scheduler (pruning) last ran: claimed by
     one conditional UPDATE, so it runs once per period however many schedulers run."""
 
-    name = models.CharField(max_length=100, unique=True)
-    last_run_at = models.DateTimeField(null=True, blank=True)
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    last_run_at = models.DateTimeField(_("last run at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("chore")
+        verbose_name_plural = _("chores")
 
     def __str__(self) -> str:
         return self.name

@@ -15,6 +15,8 @@ from enum import StrEnum
 
 from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncMinute
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from .backend import DatabaseBackend
 from .control import known_queues, paused_queues
@@ -29,6 +31,19 @@ class Health(StrEnum):
     STALE = "stale"  # heartbeats late (more than two intervals), not yet dead
     STOPPED = "stopped"  # shut down cleanly
     DEAD = "dead"  # declared dead, or silent for WORKER_DEAD_AFTER and not yet reaped
+
+    @property
+    def label(self) -> str:
+        """The state in words, in the active language (the value stays the key)."""
+        return str(HEALTH_LABELS[self])
+
+
+HEALTH_LABELS = {
+    Health.ALIVE: _("alive"),
+    Health.STALE: _("stale"),
+    Health.STOPPED: _("stopped"),
+    Health.DEAD: _("dead"),
+}
 
 
 def worker_health(worker: Worker, now: datetime, backend: DatabaseBackend) -> Health:
@@ -211,10 +226,11 @@ def health_problems(
     for name in names:
         overview = overviews.get(name) or QueueOverview(name)
         if overview.workers == 0:
-            problems.append(f"no live worker serves queue {name!r}")
+            problems.append(gettext("no live worker serves queue %(queue)r") % {"queue": name})
         if max_lag is not None and not overview.paused and overview.lag_seconds > max_lag:
             problems.append(
-                f"queue {name!r} lags {overview.lag_seconds:.1f}s (more than {max_lag:g}s)"
+                gettext("queue %(queue)r lags %(lag).1fs (more than %(most)gs)")
+                % {"queue": name, "lag": overview.lag_seconds, "most": max_lag}
             )
     return problems
 

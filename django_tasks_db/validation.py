@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 
+from django.utils.translation import gettext
+
 from .framework import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 
 #: The longest a task can be put off by a snooze or a retry, and the longest time
@@ -62,22 +64,27 @@ def placement_problem(
     queue_name: str | None, priority: object, queues: Collection[str], alias: str
 ) -> tuple[str, str] | None:
     """``(field, message)`` when a queue or priority cannot be used on backend
-    ``alias`` (whose ``QUEUES`` are ``queues``; empty: any), else None. A queue or
-    priority of None means "the task's own" and is not checked here."""
+    ``alias`` (whose ``QUEUES`` are ``queues``; empty: any), else None. The message is
+    in the active language: the admin shows it on a form. A queue or priority of
+    None means "the task's own" and is not checked here."""
     if queue_name is not None and queues and queue_name not in queues:
-        return (
-            "queue_name",
-            f"Queue {queue_name!r} is not valid for backend {alias!r} (QUEUES: "
-            f"{', '.join(sorted(queues))}).",
+        message = gettext(
+            "Queue %(queue)s is not valid for backend %(backend)s (QUEUES: %(queues)s)."
         )
+        values = {
+            "queue": repr(queue_name),
+            "backend": repr(alias),
+            "queues": ", ".join(sorted(queues)),
+        }
+        return "queue_name", message % values
     if priority is not None and not (
         isinstance(priority, int)
         and not isinstance(priority, bool)
         and TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY
     ):
-        return (
-            "priority",
-            f"priority must be a whole number between {TASK_MIN_PRIORITY} and "
-            f"{TASK_MAX_PRIORITY}, not {priority!r}.",
+        message = gettext(
+            "priority must be a whole number between %(low)d and %(high)d, not %(value)s."
         )
+        values = {"low": TASK_MIN_PRIORITY, "high": TASK_MAX_PRIORITY, "value": repr(priority)}
+        return "priority", message % values
     return None

@@ -9,6 +9,7 @@ import hmac
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from .control import ControlError, backend_for
@@ -38,11 +39,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 
 def forbidden() -> HttpResponse:
-    return HttpResponseForbidden(
-        "Send 'Authorization: Bearer <METRICS_TOKEN>' or log in as staff with "
-        f"{VIEW_PERMISSION}.\n",
-        content_type="text/plain; charset=utf-8",
-    )
+    text = _(
+        "Send 'Authorization: Bearer <METRICS_TOKEN>' or log in as staff with %(permission)s."
+    ) % {"permission": VIEW_PERMISSION}
+    return HttpResponseForbidden(text + "\n", content_type="text/plain; charset=utf-8")
 
 
 def default_token() -> str | None:
@@ -70,7 +70,7 @@ def bearer_matches(request: HttpRequest, token: str | None) -> bool:
     """Whether the request brings ``token`` as a bearer token (never when it is unset)."""
     if not token:
         return False
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    scheme, _sep, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())

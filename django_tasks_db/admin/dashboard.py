@@ -91,7 +91,7 @@ def backend_view(backend: DatabaseBackend) -> BackendView:
     for queue in queues:
         counts = [
             (
-                status.label,
+                str(status.label),
                 queue.counts.get(status, 0),
                 task_list_url(queue_name__exact=queue.name, status__exact=status.value),
             )

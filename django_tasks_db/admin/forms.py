@@ -7,18 +7,39 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.functional import lazy
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import control
 from ..framework import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResult
 
-#: Which field an error of ``control.enqueue`` belongs to, by the start of its message.
+#: Which field an error of the task API belongs to, by the start of its message
+#: (those messages are not translated; ``control``'s own errors name their field).
 _FIELD_OF_ERROR = {
     "args": "args",
     "kwargs": "kwargs",
     "priority": "priority",
     "run_after": "run_after",
 }
+_FIELDS = {"task", "args", "kwargs", "queue", "priority", "run_after"}
+
+
+def field_of(exc: control.ControlError) -> str | None:
+    """The form field an error of ``control.enqueue`` is about (None: the whole form)."""
+    if exc.field is not None:
+        return exc.field if exc.field in _FIELDS else None
+    text = str(exc)
+    return next((f for prefix, f in _FIELD_OF_ERROR.items() if text.startswith(prefix)), None)
+
+
+def _priority_help() -> str:
+    """Filled in when shown, in the language of the moment (a lazy string's ``%``
+    would translate it once, at import)."""
+    return gettext("From %(low)d to %(high)d; empty: the task's own.") % {
+        "low": TASK_MIN_PRIORITY,
+        "high": TASK_MAX_PRIORITY,
+    }
 
 
 class EnqueueForm(forms.Form):
@@ -45,8 +66,7 @@ class EnqueueForm(forms.Form):
         required=False,
         min_value=TASK_MIN_PRIORITY,
         max_value=TASK_MAX_PRIORITY,
-        help_text=_("From %(low)d to %(high)d; empty: the task's own.")
-        % {"low": TASK_MIN_PRIORITY, "high": TASK_MAX_PRIORITY},
+        help_text=lazy(_priority_help, str)(),
     )
     run_after = forms.DateTimeField(
         label=_("Run after"),
@@ -99,9 +119,5 @@ class EnqueueForm(forms.Form):
                 run_after=data["run_after"],
             )
         except control.ControlError as exc:
-            field = next(
-                (f for prefix, f in _FIELD_OF_ERROR.items() if str(exc).startswith(prefix)),
-                None,
-            )
-            self.add_error(field, str(exc))
+            self.add_error(field_of(exc), str(exc))
             return None

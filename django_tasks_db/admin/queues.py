@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from .. import control
@@ -45,7 +46,7 @@ class QueueAdmin(ReadOnlyPage, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("State"), ordering="paused")
     def state(self, queue: Queue) -> str:
-        return badge("paused", "warn") if queue.paused else badge("running", "ok")
+        return badge(_("paused"), "warn") if queue.paused else badge(_("running"), "ok")
 
     @admin.display(description=gettext_lazy("Changed"), ordering="changed_at")
     def changed(self, queue: Queue) -> str:

@@ -31,7 +31,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from ..cron import InvalidCron
 from ..cron_text import describe
 from ..framework import InvalidTask
-from ..models import Schedule, ScheduleTick
+from ..models import Schedule, ScheduleTick, TaskStatus
 from .display import EMPTY, badge, in_zone
 
 #: How many upcoming runs a schedule's page lists.
@@ -65,6 +65,12 @@ class ScheduleForm(forms.ModelForm):
             "missed_policy",
             "catchup_window",
         ]
+
+
+def status_label(status: str) -> str:
+    """A task state in words, lower case as the badges show it ("successful")."""
+    label = TaskStatus(status).label if status in TaskStatus.values else status
+    return str(label).lower()
 
 
 def upcoming_runs(schedule: Schedule, now: datetime, count: int = UPCOMING) -> list[datetime]:
@@ -135,7 +141,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         if obj is not None and obj.defined_in_code:
-            form.base_fields["task_path"].help_text = (
+            form.base_fields["task_path"].help_text = _(
                 "Declared in code (OPTIONS['SCHEDULES']): edits here stand until the code "
                 "definition of this schedule changes; 'enabled' is always yours."
             )
@@ -177,7 +183,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             reverse("admin:django_tasks_db_task_change", args=[task_id]),
             _("The task this tick enqueued"),
             str(task_id)[:8],
-            badge(status.lower(), f"status-{status.lower()}") if status else "",
+            badge(status_label(status), f"status-{status.lower()}") if status else "",
         )
 
     @admin.display(description=gettext_lazy("Next run"), ordering="next_run_at")

@@ -85,11 +85,12 @@ def show_duration(span: timedelta | None) -> str:
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
+    parts = {"d": days, "h": hours, "m": minutes, "s": secs}
     if days:
-        return f"{days} d {hours:02d} h {minutes:02d} min"
+        return _("%(d)d d %(h)02d h %(m)02d min") % parts
     if hours:
-        return f"{hours} h {minutes:02d} min {secs:02d} s"
-    return f"{minutes} min {secs:02d} s"
+        return _("%(h)d h %(m)02d min %(s)02d s") % parts
+    return _("%(m)d min %(s)02d s") % parts
 
 
 def attempts_text(task: Task) -> str:

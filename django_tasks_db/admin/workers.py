@@ -144,7 +144,7 @@ class WorkerAdmin(ReadOnlyPage, admin.ModelAdmin):
     def health(self, worker: Worker) -> SafeString:
         """The badge, and under it whether the worker is stopping or was asked to."""
         health = health_of(worker)
-        shown = badge(str(health), HEALTH_BADGES[health])
+        shown = badge(health.label, HEALTH_BADGES[health])
         if worker.status not in LIVE_WORKER_STATUSES or health == Health.DEAD:
             return shown
         if worker.stop_requested_at is not None:
