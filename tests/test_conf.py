@@ -5,7 +5,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import override_settings
 
-from django_tasks_db import validation
 from django_tasks_db.conf import BackendOptions
 from django_tasks_db.framework import task_backends
 
@@ -138,39 +137,3 @@ def test_sqlite_deferred_mode_warns(monkeypatch) -> None:
 @pytest.mark.django_db
 def test_system_check_command_is_clean() -> None:
     call_command("check", fail_level="WARNING")
-
-
-@pytest.mark.parametrize(
-    ("value", "positive", "time_limit", "delay"),
-    [
-        (1, True, True, True),
-        (0.5, True, True, True),
-        (0, False, False, True),
-        (-1, False, False, False),
-        (True, False, False, False),
-        (float("inf"), False, False, False),
-        (float("nan"), False, False, False),
-        (validation.MAX_DELAY_SECONDS + 1, True, False, False),
-        ("5", False, False, False),
-    ],
-)
-def test_one_rule_for_seconds(value: object, positive: bool, time_limit: bool, delay: bool) -> None:
-    """Options, task options and Snooze all ask validation.py (one rule, one place)."""
-    assert validation.is_positive_number(value) is positive
-    assert validation.is_time_limit(value) is time_limit
-    assert validation.is_delay(value) is delay
-
-
-@pytest.mark.parametrize(
-    ("queue", "priority", "field"),
-    [
-        ("default", 0, None),
-        ("nope", 0, "queue_name"),
-        ("default", 101, "priority"),
-        ("default", True, "priority"),
-        (None, None, None),
-    ],
-)
-def test_one_rule_for_placement(queue: str | None, priority: object, field: str | None) -> None:
-    problem = validation.placement_problem(queue, priority, ["default"], "default")
-    assert (problem[0] if problem else None) == field
