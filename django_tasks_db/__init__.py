@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, cast, overload
 
 if TYPE_CHECKING:
-    from .framework import Task
+    from .backend import DatabaseTask
+    from .framework import TaskContext, TaskResult
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 __version__ = "0.1.0"
 __all__ = ["parent_results", "set_progress", "task"]
 
 
 @overload
-def task(function: Callable[..., Any], /) -> Task: ...
+def task(function: Callable[_P, _R], /) -> DatabaseTask[_P, _R]: ...
 
 
 @overload
@@ -22,9 +26,20 @@ def task(
     priority: int = 0,
     queue_name: str = "default",
     backend: str = "default",
-    takes_context: bool = False,
+    takes_context: Literal[False] = False,
     **options: Any,
-) -> Callable[[Callable[..., Any]], Task]: ...
+) -> Callable[[Callable[_P, _R]], DatabaseTask[_P, _R]]: ...
+
+
+@overload
+def task(
+    *,
+    priority: int = 0,
+    queue_name: str = "default",
+    backend: str = "default",
+    takes_context: Literal[True],
+    **options: Any,
+) -> Callable[[Callable[Concatenate[TaskContext[Any, Any], _P], _R]], DatabaseTask[_P, _R]]: ...
 
 
 def task(
@@ -36,7 +51,7 @@ def task(
     backend: str = "default",
     takes_context: bool = False,
     **options: Any,
-) -> Task | Callable[[Callable[..., Any]], Task]:
+) -> DatabaseTask[..., Any] | Callable[[Callable[..., Any]], DatabaseTask[..., Any]]:
     """The framework's ``@task``, with this backend's options on every supported Django.
 
     ``@task(max_attempts=5, timeout=600, retry_on=(IOError,))`` works the same on
@@ -44,11 +59,14 @@ def task(
     those options) and 6.1+. The result is the framework's Task: ``enqueue``,
     ``using`` and the rest are unchanged. (The framework is imported here lazily:
     this module must load before Django's apps are ready.)
+
+    Typed as a ``DatabaseTask`` (``get_or_enqueue``, ``enqueue_many``...), which it is
+    when ``backend`` names a ``DatabaseBackend``; another backend's Task class otherwise.
     """
     from .framework import make_task
 
-    def decorate(func: Callable[..., Any]) -> Task:
-        return make_task(
+    def decorate(func: Callable[..., Any]) -> DatabaseTask[..., Any]:
+        built = make_task(
             func,
             priority=priority,
             queue_name=queue_name,
@@ -56,6 +74,7 @@ def task(
             takes_context=takes_context,
             options=options,
         )
+        return cast("DatabaseTask[..., Any]", built)  # the backend's task_class: see above
 
     return decorate if function is None else decorate(function)
 
@@ -73,7 +92,7 @@ def set_progress(current: float, total: float | None = None, message: str = "") 
     record(current, total, message)
 
 
-def parent_results() -> list[Any]:
+def parent_results() -> list[TaskResult[..., Any]]:
     """The results of the running task's parents (``task.using(after=...)``), in the
     order they were given: ``parent_results()[0].return_value``. Call it from a task."""
     from .chains import parent_results as results

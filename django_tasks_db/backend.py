@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
@@ -29,6 +29,7 @@ from .db import wakes_by_notify
 from .flow import keyed, row_fields
 from .framework import (
     BaseTaskBackend,
+    GenericTask,
     InvalidTask,
     Task,
     TaskResult,
@@ -40,14 +41,20 @@ from .task_paths import validate_task_path
 from .uniqueness import is_unique, key_for, unique_while_text
 from .validation import is_positive_int, is_time_limit, placement_problem, seconds_problem
 
+if TYPE_CHECKING:
+    from .models import Task as TaskRow
+
 logger = logging.getLogger("django_tasks_db")
 
 #: Inserts a unique enqueue tries when each finds the key held, yet no holder to return.
 UNIQUE_TRIES = 5
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DatabaseTask(Task):
+class DatabaseTask(GenericTask[_P, _R]):
     """Django's Task plus the options this backend enforces.
 
     ``@task(max_attempts=5, timeout=600, retry_on=(IOError,))`` reaches here through
@@ -66,7 +73,9 @@ class DatabaseTask(Task):
     #: The longest wait between two attempts.
     retry_backoff_max: float | None = None
     #: ``policy(task_result, exc) -> seconds | timedelta | None`` (None: do not retry).
-    retry_policy: Callable[[TaskResult, BaseException], float | timedelta | None] | None = None
+    retry_policy: (
+        Callable[[TaskResult[..., Any], BaseException], float | timedelta | None] | None
+    ) = None
     #: At most one task with this path and these arguments waits (and runs) at a time;
     #: enqueueing another returns the first one's result (see ``get_or_enqueue``).
     unique: bool = False
@@ -104,7 +113,9 @@ class DatabaseTask(Task):
                 object.__setattr__(self, "unique_while", tuple(self.unique_while))
         Task.__post_init__(self)
 
-    def get_or_enqueue(self, *args: Any, **kwargs: Any) -> tuple[TaskResult, bool]:
+    def get_or_enqueue(
+        self, *args: _P.args, **kwargs: _P.kwargs
+    ) -> tuple[TaskResult[_P, _R], bool]:
         """``enqueue``, saying whether it wrote a row: ``(result, True)``, or for a
         unique task whose key a task already holds, ``(that task's result, False)``."""
         return _database_backend_of(self, "get_or_enqueue").get_or_enqueue(self, args, kwargs)
@@ -117,13 +128,13 @@ class DatabaseTask(Task):
         run_after: datetime | None = None,
         backend: str | None = None,
         **options: Any,
-    ) -> DatabaseTask:
+    ) -> DatabaseTask[_P, _R]:
         """Django's ``using()``, plus this class's fields (``max_attempts``, ``retry_on``…)."""
         unknown = set(options) - _OWN_FIELDS
         if unknown:
             raise TypeError(f"using() got unexpected keyword argument(s): {sorted(unknown)}")
-        task = cast(
-            DatabaseTask,
+        task = cast(  # Task.using copies self with dataclasses.replace: a DatabaseTask
+            "DatabaseTask[_P, _R]",
             Task.using(
                 self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
             ),
@@ -131,7 +142,7 @@ class DatabaseTask(Task):
         changes = {name: value for name, value in options.items() if value is not None}
         return replace(task, **changes) if changes else task
 
-    def enqueue_many(self, calls: Iterable[Call]) -> list[TaskResult]:
+    def enqueue_many(self, calls: Iterable[Call]) -> list[TaskResult[_P, _R]]:
         """Enqueue this task once per ``(args, kwargs)`` pair, e.g.
         ``send.enqueue_many([(("a@example.com",), {"subject": "hi"}), ...])``.
 
@@ -142,7 +153,7 @@ class DatabaseTask(Task):
         """
         return _database_backend_of(self).enqueue_many(self, calls)
 
-    async def aenqueue_many(self, calls: Iterable[Call]) -> list[TaskResult]:
+    async def aenqueue_many(self, calls: Iterable[Call]) -> list[TaskResult[_P, _R]]:
         """``enqueue_many`` from async code."""
         return await _database_backend_of(self).aenqueue_many(self, calls)
 
@@ -186,7 +197,7 @@ def database_backend(alias: str) -> DatabaseBackend:
     return backend
 
 
-def _database_backend_of(task: Task, what: str = "enqueue_many") -> DatabaseBackend:
+def _database_backend_of(task: Task[..., Any], what: str = "enqueue_many") -> DatabaseBackend:
     backend = task.get_backend()
     if not isinstance(backend, DatabaseBackend):
         raise InvalidTask(
@@ -205,7 +216,7 @@ def _validate_limits(max_attempts: object, timeout: object) -> None:
         )
 
 
-def _validate_retry(task: Task) -> None:
+def _validate_retry(task: Task[..., Any]) -> None:
     retry_on = getattr(task, "retry_on", None)
     if retry_on is not None and not (
         isinstance(retry_on, tuple)
@@ -248,7 +259,7 @@ class DatabaseBackend(BaseTaskBackend):
 
     # -- validation -------------------------------------------------------------------
 
-    def validate_task(self, task: Task) -> None:
+    def validate_task(self, task: Task[..., Any]) -> None:
         super().validate_task(task)
         _validate_limits(getattr(task, "max_attempts", None), getattr(task, "timeout", None))
         _validate_retry(task)
@@ -266,19 +277,23 @@ class DatabaseBackend(BaseTaskBackend):
 
     # -- enqueue ------------------------------------------------------------------------
 
-    def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
+    def enqueue(
+        self, task: Task[_P, _R], args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[_P, _R]:
         return self.get_or_enqueue(task, args, kwargs)[0]
 
     def get_or_enqueue(
-        self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]
-    ) -> tuple[TaskResult, bool]:
+        self, task: Task[_P, _R], args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[TaskResult[_P, _R], bool]:
         """Enqueue ``task``; ``(result, True)``. For a unique task whose key another
         task holds: ``(that task's result, False)``, nothing written, no signal."""
         self.validate_task(task)
         prepared = prepare_arguments_json(task.func, args, kwargs, task.takes_context)
         return self._enqueue_prepared(task, prepared)
 
-    def _enqueue_prepared(self, task: Task, prepared: PreparedArguments) -> tuple[TaskResult, bool]:
+    def _enqueue_prepared(
+        self, task: Task[_P, _R], prepared: PreparedArguments
+    ) -> tuple[TaskResult[_P, _R], bool]:
         row = self._row_for(task, prepared.args, prepared.kwargs)
         if getattr(task, "after", None):  # a child: it waits for its parents
             with transaction.atomic(using=self.database):
@@ -294,7 +309,7 @@ class DatabaseBackend(BaseTaskBackend):
         send_robustly(task_enqueued, type(self), task_result=result)
         return result, True
 
-    def enqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+    def enqueue_many(self, task: Task[_P, _R], calls: Iterable[Call]) -> list[TaskResult[_P, _R]]:
         """Enqueue ``task`` once per ``(args, kwargs)`` pair in ``calls``; the
         results in the same order. Queue, priority, run_after and the other options
         come from ``task`` (``task.using(...)`` first, as with ``enqueue``).
@@ -321,7 +336,7 @@ class DatabaseBackend(BaseTaskBackend):
         with transaction.atomic(using=self.database):
             insert_rows(template, ids, calls_json, self.database, self._wakes(template))
         first = row_to_result(template, task)  # the placement, built once for all rows
-        results: list[TaskResult] = [
+        results: list[TaskResult[_P, _R]] = [
             TaskResult(
                 task=first.task,
                 id=str(task_id),
@@ -342,7 +357,9 @@ class DatabaseBackend(BaseTaskBackend):
             send_robustly(task_enqueued, type(self), task_result=result)
         return results
 
-    async def aenqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+    async def aenqueue_many(
+        self, task: Task[_P, _R], calls: Iterable[Call]
+    ) -> list[TaskResult[_P, _R]]:
         """``enqueue_many`` from async code."""
         return await sync_to_async(self.enqueue_many, thread_sensitive=True)(task, calls)
 
@@ -387,7 +404,7 @@ class DatabaseBackend(BaseTaskBackend):
         self._insert(row, prepared)  # never unique: nothing is returned
         return str(row.id)
 
-    def _insert(self, row: Any, prepared: PreparedArguments) -> Any:
+    def _insert(self, row: TaskRow, prepared: PreparedArguments) -> TaskRow | None:
         """Write one new row on the queue's database and wake idle workers; None.
         A unique row whose key another row holds is not written: that row is returned."""
         wake = self._wakes(row)
@@ -408,13 +425,13 @@ class DatabaseBackend(BaseTaskBackend):
                 raise InvalidTask(f"Task key {row.unique_key} stayed contended; try again.")
         return None
 
-    def _wakes(self, row: Any) -> str | None:
+    def _wakes(self, row: TaskRow) -> str | None:
         """The queue whose idle workers the INSERT of ``row`` wakes: its own when it is
         due now and workers listen (``db.wakes_by_notify``), else None."""
         due_now = row.run_after is None or row.run_after <= row.enqueued_at
         return row.queue_name if due_now and wakes_by_notify(self.database, self.config) else None
 
-    def _row_for(self, task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    def _row_for(self, task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> TaskRow:
         """An unsaved row for ``task`` (its placement and options) with these arguments."""
         return self._new_row(
             task_path=task.module_path,
@@ -445,7 +462,7 @@ class DatabaseBackend(BaseTaskBackend):
         unique_key: str | None = None,
         unique_while: str = "",
         flow: dict[str, Any] | None = None,
-    ) -> Any:
+    ) -> TaskRow:
         """An unsaved row enqueued now, with the backend's defaults for options left out."""
         from .models import Task as TaskRow
 
@@ -473,7 +490,7 @@ class DatabaseBackend(BaseTaskBackend):
 
     # -- results ------------------------------------------------------------------------
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
         return row_to_result(get_row(result_id, self.database))
 
     def cancel(self, result_id: str) -> bool:
@@ -484,11 +501,11 @@ class DatabaseBackend(BaseTaskBackend):
         """Cancel a READY task or kill a RUNNING one; False when it had finished."""
         return bool(get_row(result_id, self.database).abort())
 
-    def wait_for_result(self, result_id: str, timeout: float) -> TaskResult:
+    def wait_for_result(self, result_id: str, timeout: float) -> TaskResult[..., Any]:
         """Block until the task is finished; ``ResultTimeout`` after ``timeout`` seconds."""
         return row_to_result(wait_for_row(result_id, self.database, timeout))
 
-    def wait_for_task(self, task_id: str, timeout: float) -> Any:
+    def wait_for_task(self, task_id: str, timeout: float) -> TaskRow:
         """Like ``wait_for_result`` but returns the ``Task`` row, for callers that
         cannot import the task (see ``enqueue_by_path``)."""
         return wait_for_row(task_id, self.database, timeout)

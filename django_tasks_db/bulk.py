@@ -70,7 +70,7 @@ def call_pairs(calls: Iterable[Call]) -> list[tuple[Sequence[Any], dict[str, Any
 
 
 def prepare_calls(
-    task: Task, pairs: list[tuple[Sequence[Any], dict[str, Any]]]
+    task: Task[..., Any], pairs: list[tuple[Sequence[Any], dict[str, Any]]]
 ) -> list[PreparedArguments]:
     """``prepare_arguments`` for each call, as ``enqueue`` does; the same exception,
     its message prefixed with the index of the call that failed."""
@@ -159,7 +159,7 @@ def _short(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
-def enqueue_many(task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+def enqueue_many(task: Task[..., Any], calls: Iterable[Call]) -> list[TaskResult[..., Any]]:
     """Enqueue ``task`` once per ``(args, kwargs)`` pair; the results in order.
 
     On a backend with its own ``enqueue_many`` (``DatabaseBackend``: all or nothing,
@@ -171,5 +171,5 @@ def enqueue_many(task: Task, calls: Iterable[Call]) -> list[TaskResult]:
     backend = task.get_backend()
     own = getattr(backend, "enqueue_many", None)
     if callable(own):
-        return cast("list[TaskResult]", own(task, calls))
+        return cast("list[TaskResult[..., Any]]", own(task, calls))
     return [backend.enqueue(task, list(args), kwargs) for args, kwargs in call_pairs(calls)]

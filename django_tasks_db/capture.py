@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from django.db import DatabaseError, connections
 
@@ -243,7 +243,7 @@ class _Tee:
     from the task's context, to its log. Closing it closes nothing, so a task that
     closes ``sys.stdout`` cannot silence the worker."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
@@ -267,7 +267,7 @@ class _Tee:
 
     @property
     def buffer(self) -> _BinaryTee:
-        return _BinaryTee(self._stream.buffer)  # type: ignore[attr-defined]
+        return _BinaryTee(self._stream.buffer)
 
     def __getattr__(self, name: str) -> Any:  # encoding, fileno, isatty, flush, ...
         return getattr(self._stream, name)
@@ -354,7 +354,7 @@ _retired: deque[tuple[float, object]] = deque()
 RETAIN_SECONDS = 10.0
 
 
-def _tee_for(stream: IO[str]) -> _Tee:
+def _tee_for(stream: TextIO) -> _Tee:
     """The tee of ``stream`` (it holds the stream, so the id stays that stream's)."""
     tee = _tees.get(id(stream))
     if tee is None:

@@ -24,12 +24,18 @@ import uuid
 from collections.abc import Iterable
 from contextlib import nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef
 
 from .framework import InvalidTask, Task, TaskResult, task_backends
+
+if TYPE_CHECKING:
+    from .models import Task as TaskRow
+
+    #: A parent as ``using(after=...)`` names it: its TaskResult or its id.
+    Parent: TypeAlias = TaskResult[..., Any] | str | uuid.UUID
 
 logger = logging.getLogger("django_tasks_db")
 
@@ -40,11 +46,9 @@ AFTER_FAILURE = ("cancel", "run")
 SWEEP_BATCH = 500
 
 
-def parent_ids(after: object) -> tuple[str, ...]:
+def parent_ids(after: Parent | Iterable[Parent]) -> tuple[str, ...]:
     """``after`` (a TaskResult, an id, or an iterable of them) as a tuple of ids."""
-    items: Iterable[object] = (
-        [after] if isinstance(after, TaskResult | str | uuid.UUID) else after  # type: ignore[assignment]
-    )
+    items: Iterable[object] = [after] if isinstance(after, TaskResult | str | uuid.UUID) else after
     try:
         ids = tuple(str(item.id if isinstance(item, TaskResult) else item) for item in items)
     except TypeError:
@@ -59,7 +63,7 @@ def parent_ids(after: object) -> tuple[str, ...]:
     return ids
 
 
-def validate(task: Task) -> None:
+def validate(task: Task[..., Any]) -> None:
     after, failure = getattr(task, "after", None), getattr(task, "after_failure", None)
     if after is not None:
         parent_ids(after)
@@ -67,7 +71,7 @@ def validate(task: Task) -> None:
         raise InvalidTask(f'after_failure must be "cancel" or "run", not {failure!r}.')
 
 
-def prepare(task: Task, row: Any, using: str) -> list[str]:
+def prepare(task: Task[..., Any], row: TaskRow, using: str) -> list[str]:
     """Fill in the chain fields of the unsaved ``row``; return the parents it waits for.
 
     A parent that already ended without success cancels it at once (unless
@@ -230,7 +234,7 @@ def waiting_count(backend: str, using: str) -> int:
     return rows.filter(available_at=WAITING_AT).count()
 
 
-def parent_results() -> list[TaskResult]:
+def parent_results() -> list[TaskResult[..., Any]]:
     """The results of the running task's parents (``using(after=...)``), in the order
     they were given: ``parent_results()[0].return_value``. Call it from a task."""
     from .capture import current_run

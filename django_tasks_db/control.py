@@ -68,12 +68,12 @@ def tasks_by_id(ids: Iterable[str], using: str) -> list[Task]:
     return rows
 
 
-def project_tasks() -> dict[str, DjangoTask]:
+def project_tasks() -> dict[str, DjangoTask[..., Any]]:
     """Every task the project defines, by dotted path: the Tasks found in the loaded
     modules of installed apps once their ``tasks`` modules are imported (what a
     worker imports at start). Django's and this app's own modules are left out."""
     import_task_modules()
-    found: dict[str, DjangoTask] = {}
+    found: dict[str, DjangoTask[..., Any]] = {}
     for name, module in list(sys.modules.items()):
         if module is None or name.startswith(("django.", "django_tasks_db")):
             continue
@@ -144,7 +144,7 @@ def abort(rows: Sequence[Task]) -> int:
     return sum(transitions.request_abort(row.pk, _db(row)) for row in rows)
 
 
-def run_again(rows: Sequence[Task]) -> list[TaskResult]:
+def run_again(rows: Sequence[Task]) -> list[TaskResult[..., Any]]:
     """A new task with each row's path, arguments, queue and priority."""
     return [
         enqueue(
@@ -168,7 +168,7 @@ def enqueue(
     queue: str | None = None,
     priority: int | None = None,
     run_after: datetime | None = None,
-) -> TaskResult:
+) -> TaskResult[..., Any]:
     """Enqueue a task the project defines by its path, validated as ``Task.enqueue``
     validates (queue, priority, arguments bound to the signature) before writing."""
     if not isinstance(args, list | tuple):
@@ -221,7 +221,7 @@ def enqueue(
         raise ControlError(str(exc)) from exc
 
 
-def parse_json(text: str | None, what: str, default: Any) -> Any:
+def parse_json(text: str | None, what: str, default: object) -> object:
     """``--args`` / ``--kwargs`` text as JSON, or ``ControlError`` saying where it broke."""
     if text is None or not text.strip():
         return default

@@ -19,7 +19,7 @@ Six fields follow croniter's convention: the sixth is the second
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -69,7 +69,8 @@ class Cron:
         validate_expression(expression)
         self.expression = expression
         self.zone = parse_zone(zone)
-        hours = croniter(expression).expanded[1]
+        # Numbers, or ["*"]: types-croniter says list[str], but croniter expands to ints.
+        hours: Sequence[object] = croniter(expression).expanded[1]
         self.every_hour = hours == ["*"] or set(hours) == set(range(24))
 
     def ticks(self, start: datetime) -> Iterator[datetime]:

@@ -72,12 +72,12 @@ def database_time(using: str) -> datetime:
         return django_timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(sql)
-        value = cursor.fetchone()[0]
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+        value: datetime | str = cursor.fetchone()[0]  # SQLite's is text
+    moment = parse_datetime(value) if isinstance(value, str) else value
+    assert moment is not None, f"the database's time {value!r} is not a datetime"
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def insert_varying_rows(
@@ -245,6 +245,7 @@ def skip_locked_problem(connection: BaseDatabaseWrapper) -> str | None:
     if not connection.features.has_select_for_update_skip_locked:
         return f"{connection.display_name} cannot SELECT ... FOR UPDATE SKIP LOCKED."
     if connection.vendor == "mysql":
+        # MySQL's DatabaseWrapper (its module needs the driver, so no isinstance here).
         version = connection.mysql_version  # type: ignore[attr-defined]
         if connection.mysql_is_mariadb:  # type: ignore[attr-defined]
             if version < MARIADB_SKIP_LOCKED_SINCE:

@@ -31,7 +31,10 @@ from django.utils.translation import gettext, ngettext
 from .framework import InvalidTask, Task
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from .models import Task as TaskRow
+    from .models import TaskStart
 
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*([smh])\s*$")
@@ -48,7 +51,7 @@ def parse_rate(text: object) -> tuple[int, float]:
     return int(match.group(1)), _PERIODS[match.group(2)]
 
 
-def validate(task: Task) -> None:
+def validate(task: Task[..., Any]) -> None:
     """Raise ``InvalidTask`` for flow options that cannot work."""
     concurrency = getattr(task, "concurrency", None)
     if concurrency is not None and (
@@ -69,7 +72,7 @@ def validate(task: Task) -> None:
 
 
 def row_fields(
-    task: Task, backend: str, args: Sequence[Any], kwargs: dict[str, Any]
+    task: Task[..., Any], backend: str, args: Sequence[Any], kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """The flow columns of a new row for this call of ``task`` (empty: no limits)."""
     fields: dict[str, Any] = {}
@@ -89,7 +92,7 @@ def row_fields(
 
 
 def group_for(
-    task: Task,
+    task: Task[..., Any],
     backend: str,
     kind: str,
     key: Callable[..., Any] | None,
@@ -104,7 +107,7 @@ def group_for(
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def keyed(task: Task) -> bool:
+def keyed(task: Task[..., Any]) -> bool:
     """Whether the task's groups depend on the call (a key function): each call's row
     is then built on its own (a bulk enqueue cannot share one template)."""
     return any(getattr(task, name, None) for name in ("concurrency_key", "rate_key"))
@@ -213,7 +216,9 @@ def _recent_starts(using: str, rows: list[TaskRow], now: datetime) -> dict[str, 
     return found
 
 
-def _starts_within(using: str, group: str, period: float | None, now: datetime) -> Any:
+def _starts_within(
+    using: str, group: str, period: float | None, now: datetime
+) -> QuerySet[TaskStart]:
     """The group's starts in the period that ends ``now``: the one window every
     count of a rate limit reads (the claim, the task page, the dashboard)."""
     from .models import TaskStart

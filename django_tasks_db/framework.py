@@ -75,6 +75,20 @@ else:
 
     MODULE = "django_tasks"
 
+if TYPE_CHECKING:
+    #: The framework's Task as a base class that type checkers see generic:
+    #: ``class MyTask(GenericTask[P, R])`` subclasses ``Task[P, R]``.
+    GenericTask = Task
+else:
+
+    class GenericTask:
+        """``GenericTask[P, R]`` is the framework's ``Task`` itself: django-stubs make
+        Task generic, the class is not subscriptable at runtime."""
+
+        def __class_getitem__(cls, params: object) -> type[Task]:
+            return Task
+
+
 #: Whether the framework's ``@task(...)`` hands unknown keyword arguments (our
 #: ``max_attempts``, ``timeout``, ``retry_*``...) to the backend's Task class:
 #: Django 6.1+ and the backport do, Django 6.0 does not.
@@ -92,6 +106,7 @@ __all__ = [
     "TASK_MAX_PRIORITY",
     "TASK_MIN_PRIORITY",
     "BaseTaskBackend",
+    "GenericTask",
     "InvalidTask",
     "InvalidTaskBackend",
     "Task",
@@ -121,7 +136,7 @@ def make_task(
     backend: str,
     takes_context: bool,
     options: dict[str, Any],
-) -> Task:
+) -> Task[..., Any]:
     """Build a Task as the framework's decorator would, ``options`` included on every
     version (Django 6.0's decorator refuses them; its backend's ``task_class`` does not)."""
     common: dict[str, Any] = {
@@ -131,7 +146,7 @@ def make_task(
         "takes_context": takes_context,
     }
     if DECORATOR_FORWARDS_OPTIONS or not options:
-        built: Task = task(**common, **options)(function)
+        built: Task[..., Any] = task(**common, **options)(function)
         return built
     if "run_after" in options:
         raise TypeError(

@@ -533,7 +533,7 @@ class Schedule(models.Model):
     def get_cron(self) -> Cron:
         return Cron(self.cron, self.timezone)
 
-    def get_task(self) -> DjangoTask:
+    def get_task(self) -> DjangoTask[..., Any]:
         """The Task to enqueue: resolved from its path, with this schedule's overrides."""
         task = resolve_task(self.task_path)
         overrides: dict[str, Any] = {"backend": self.backend_name}
@@ -569,7 +569,7 @@ class Schedule(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def _check_task(self, task: DjangoTask, skip_arguments: bool) -> dict[str, str]:
+    def _check_task(self, task: DjangoTask[..., Any], skip_arguments: bool) -> dict[str, str]:
         try:
             backend = task_backends[self.backend_name]
         except InvalidTaskBackend as exc:

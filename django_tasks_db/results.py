@@ -7,7 +7,7 @@ import json
 import time
 from contextlib import ExitStack
 from dataclasses import MISSING, fields, replace
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
 from django.core.exceptions import ValidationError
 
@@ -27,6 +27,10 @@ from .task_paths import resolve_task
 
 if TYPE_CHECKING:
     from .models import Task as TaskRow
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_T = TypeVar("_T", bound="DjangoTask[..., Any]")
 
 #: A waiter reads the row again after this many seconds, doubling up to
 #: ``MAX_PAUSE`` where no notification wakes it.
@@ -50,7 +54,7 @@ _DJANGO_STATUS = {
 }
 
 
-def stand_in_task(row: TaskRow) -> DjangoTask:
+def stand_in_task(row: TaskRow) -> DjangoTask[..., NoReturn]:
     """A Task for a row whose path no longer resolves (a task renamed or removed in a
     deploy), so that its old results stay readable through Django's API.
 
@@ -82,12 +86,12 @@ def stand_in_task(row: TaskRow) -> DjangoTask:
     )
 
 
-def is_stand_in(task: DjangoTask) -> bool:
+def is_stand_in(task: DjangoTask[..., Any]) -> bool:
     """Whether ``task`` stands in for a path that no longer resolves."""
     return hasattr(task.func, "stand_in_for")
 
 
-def _build_unvalidated(cls: type[DjangoTask], **values: Any) -> DjangoTask:
+def _build_unvalidated(cls: type[_T], **values: Any) -> _T:
     """An instance of the frozen Task dataclass ``cls`` without ``__post_init__``'s
     validation; fields not given take their defaults."""
     task = object.__new__(cls)
@@ -103,7 +107,15 @@ def _build_unvalidated(cls: type[DjangoTask], **values: Any) -> DjangoTask:
     return task
 
 
-def task_for_row(row: TaskRow, task: DjangoTask | None = None) -> DjangoTask:
+@overload
+def task_for_row(row: TaskRow, task: DjangoTask[_P, _R]) -> DjangoTask[_P, _R]: ...
+
+
+@overload
+def task_for_row(row: TaskRow, task: None = None) -> DjangoTask[..., Any]: ...
+
+
+def task_for_row(row: TaskRow, task: DjangoTask[..., Any] | None = None) -> DjangoTask[..., Any]:
     """The Task a row was enqueued from, with the row's queue, priority and run_after.
 
     A path that no longer resolves gets a stand-in (``stand_in_task``); a placement
@@ -170,10 +182,18 @@ def _worker_ids(stored: object) -> list[str]:
     return [stored] if isinstance(stored, str) else []
 
 
-def row_to_result(row: TaskRow, task: DjangoTask | None = None) -> TaskResult:
+@overload
+def row_to_result(row: TaskRow, task: DjangoTask[_P, _R]) -> TaskResult[_P, _R]: ...
+
+
+@overload
+def row_to_result(row: TaskRow, task: None = None) -> TaskResult[..., Any]: ...
+
+
+def row_to_result(row: TaskRow, task: DjangoTask[..., Any] | None = None) -> TaskResult[..., Any]:
     """Django's ``TaskResult`` for a row. Never raises for a path that no longer
     resolves or for tampered ``errors``/``worker_ids``: old results stay readable."""
-    result: TaskResult = TaskResult(
+    result: TaskResult[..., Any] = TaskResult(
         task=task_for_row(row, task),
         id=str(row.id),
         status=_DJANGO_STATUS.get(row.status, TaskResultStatus.FAILED),
@@ -192,7 +212,7 @@ def row_to_result(row: TaskRow, task: DjangoTask | None = None) -> TaskResult:
     return result
 
 
-def updated_result(result: TaskResult, row: TaskRow) -> TaskResult:
+def updated_result(result: TaskResult[_P, _R], row: TaskRow) -> TaskResult[_P, _R]:
     """``result`` (built by ``row_to_result`` for this row) as the row stands now, without
     building and validating it again: the worker's own run, after its outcome."""
     updated = copy.copy(result)

@@ -78,7 +78,9 @@ def backoff_delay(
     return timedelta(seconds=(rng or random).uniform(bound / 2, bound))
 
 
-def default_delay(task: DjangoTask | None, failures: int, options: BackendOptions) -> timedelta:
+def default_delay(
+    task: DjangoTask[..., Any] | None, failures: int, options: BackendOptions
+) -> timedelta:
     """The backoff a task gets after ``failures`` failed attempts, its overrides applied.
 
     Public so that a ``retry_policy`` can start from it (say, double it for one error).
@@ -104,7 +106,7 @@ def bounded(delay: timedelta) -> timedelta:
 
 
 def decide(
-    task: DjangoTask | None, row: TaskRow, exc: BaseException, options: BackendOptions
+    task: DjangoTask[..., Any] | None, row: TaskRow, exc: BaseException, options: BackendOptions
 ) -> Decision:
     """Decide what follows attempt ``row.attempts`` of ``row``, which raised ``exc``.
 

@@ -126,7 +126,8 @@ class Scheduler:
         return self.next_due()
 
     def next_due(self) -> datetime | None:
-        return self._schedules().aggregate(next=Min("next_run_at"))["next"]
+        next_run: datetime | None = self._schedules().aggregate(next=Min("next_run_at"))["next"]
+        return next_run
 
     def _schedules(self) -> QuerySet[Schedule]:
         return Schedule.objects.using(self.using).filter(
@@ -179,7 +180,7 @@ class Scheduler:
         return decided
 
     def _write(
-        self, schedule: Schedule, decided: Plan, task: DjangoTask | None, now: datetime
+        self, schedule: Schedule, decided: Plan, task: DjangoTask[..., Any] | None, now: datetime
     ) -> None:
         """The only part under the lock: insert the planned ticks, enqueue, move on."""
         with locking_transaction(self.using):

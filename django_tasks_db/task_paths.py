@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sys
 from importlib import import_module
+from typing import Any
 
 from django.apps import apps
 from django.utils.module_loading import autodiscover_modules
@@ -33,7 +34,7 @@ def may_import(module_name: str) -> bool:
     return apps.get_containing_app_config(module_name) is not None
 
 
-def resolve_task(path: str) -> Task:
+def resolve_task(path: str) -> Task[..., Any]:
     """Return the Task a path names, or raise ``UnknownTaskPath`` saying why not."""
     validate_task_path(path)
     module_name, _, attribute = path.rpartition(".")

@@ -59,6 +59,7 @@ from .uniqueness import key_after
 
 if TYPE_CHECKING:
     from django.db.models import Field
+    from django.db.models.expressions import Combinable
 
     from .conf import BackendOptions
     from .framework import Task as DjangoTask
@@ -213,11 +214,11 @@ class ClaimClock:
         return self._at + timedelta(seconds=time.monotonic() - self._since)
 
 
-def _now(clock: ClaimClock | None) -> Any:
+def _now(clock: ClaimClock | None) -> datetime | DatabaseNow:
     return clock.now() if clock is not None else DatabaseNow()
 
 
-def _later(delay: timedelta, clock: ClaimClock | None) -> Any:
+def _later(delay: timedelta, clock: ClaimClock | None) -> datetime | Combinable:
     if clock is not None:
         return clock.now() + delay
     return DatabaseNow() + Value(delay) if delay else DatabaseNow()
@@ -356,7 +357,7 @@ def _after_success(kept: Sequence[tuple[Task, str, datetime]], using: str) -> No
 def fail(
     row: Task,
     exc: BaseException,
-    task: DjangoTask | None,
+    task: DjangoTask[..., Any] | None,
     options: BackendOptions,
     clock: ClaimClock | None = None,
 ) -> str | None:

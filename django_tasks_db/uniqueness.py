@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db.models import Case, F, Q, Value, When
@@ -32,11 +32,11 @@ DEFAULT_UNIQUE_WHILE = (READY, RUNNING)
 _ALLOWED = {frozenset({READY}): "READY", frozenset({READY, RUNNING}): "READY,RUNNING"}
 
 
-def is_unique(task: Task) -> bool:
+def is_unique(task: Task[..., Any]) -> bool:
     return bool(getattr(task, "unique", False) or getattr(task, "unique_key", None))
 
 
-def validate(task: Task) -> None:
+def validate(task: Task[..., Any]) -> None:
     """Raise ``InvalidTask`` for unique options that cannot work."""
     key, states = getattr(task, "unique_key", None), getattr(task, "unique_while", None)
     if key is not None and not callable(key):
@@ -45,7 +45,7 @@ def validate(task: Task) -> None:
         _states_text(states)
 
 
-def unique_while_text(task: Task) -> str:
+def unique_while_text(task: Task[..., Any]) -> str:
     """What the row stores in ``unique_while`` ("" for a task that is not unique)."""
     if not is_unique(task):
         return ""
@@ -53,9 +53,9 @@ def unique_while_text(task: Task) -> str:
     return _states_text(DEFAULT_UNIQUE_WHILE if states is None else states)
 
 
-def _states_text(states: object) -> str:
-    try:
-        chosen = frozenset(str(state) for state in states)  # type: ignore[attr-defined]
+def _states_text(states: Iterable[object]) -> str:
+    try:  # a task's unique_while may be anything: not iterable reads as no states
+        chosen = frozenset(str(state) for state in states)
     except TypeError:
         chosen = frozenset()
     if chosen not in _ALLOWED:
@@ -66,7 +66,9 @@ def _states_text(states: object) -> str:
     return _ALLOWED[chosen]
 
 
-def key_for(task: Task, backend: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
+def key_for(
+    task: Task[..., Any], backend: str, args: Sequence[Any], kwargs: dict[str, Any]
+) -> str | None:
     """The row's key for these stored (JSON) arguments; None for a task that is not unique."""
     if not is_unique(task):
         return None
@@ -82,7 +84,7 @@ def key_for(task: Task, backend: str, args: Sequence[Any], kwargs: dict[str, Any
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _bound_arguments(task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+def _bound_arguments(task: Task[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     """The call as the function sees it, defaults applied: ``f(1, b=2)`` is ``f(1, 2)``."""
     try:
         signature = inspect.signature(task.func)
@@ -95,7 +97,7 @@ def _bound_arguments(task: Task, args: Sequence[Any], kwargs: dict[str, Any]) ->
     return json.dumps(arguments, sort_keys=True, default=list)
 
 
-def key_after(status: Any) -> Any:
+def key_after(status: object) -> F | Case | None:
     """The ``unique_key`` a transition to ``status`` (a value or an expression) writes:
     kept while the new state is one of the row's ``unique_while``, else NULL."""
     from .models import FINISHED_STATUSES

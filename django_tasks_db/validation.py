@@ -85,6 +85,6 @@ def placement_problem(
         message = gettext(
             "priority must be a whole number between %(low)d and %(high)d, not %(value)s."
         )
-        values = {"low": TASK_MIN_PRIORITY, "high": TASK_MAX_PRIORITY, "value": repr(priority)}
-        return "priority", message % values
+        bounds: dict[str, object] = {"low": TASK_MIN_PRIORITY, "high": TASK_MAX_PRIORITY}
+        return "priority", message % {**bounds, "value": repr(priority)}
     return None

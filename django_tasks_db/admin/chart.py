@@ -27,7 +27,7 @@ def nice_ceiling(value: int) -> int:
     """The smallest of 1, 2, 5, 10, 20, 50... that is at least ``value`` (and >= 1)."""
     if value <= 1:
         return 1
-    power = 10 ** math.floor(math.log10(value))
+    power: int = 10 ** math.floor(math.log10(value))  # value >= 2: a whole power
     return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
 
 

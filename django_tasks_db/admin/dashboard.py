@@ -31,6 +31,7 @@ from ..framework import task_backends
 from ..models import Dashboard, TaskStatus
 from .chart import throughput_svg
 from .display import duration, to_second
+from .generic import ModelAdmin
 from .queues import pause_or_resume
 
 #: Seconds between two refreshes of the page's figures.
@@ -134,7 +135,7 @@ def backend_view(backend: DatabaseBackend) -> BackendView:
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
+class DashboardAdmin(ModelAdmin[Dashboard]):
     """No list, no pages, no add/change/delete: only the dashboard."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:

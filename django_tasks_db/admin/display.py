@@ -5,7 +5,7 @@ clock read once per request."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -87,7 +87,15 @@ def database_now(request: HttpRequest, using: str) -> datetime:
     return cache[using]
 
 
-class ReadOnlyPage:
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+    _ModelAdminMixin = ModelAdmin[Any]  # what ReadOnlyPage is mixed into
+else:
+    _ModelAdminMixin = object
+
+
+class ReadOnlyPage(_ModelAdminMixin):
     """A model admin whose object page shows and never saves: no Save buttons, and a
     POST is refused (it would write back the row as it was read, e.g. a worker's
     heartbeat and status). ``page_title`` names the page."""
@@ -110,4 +118,4 @@ class ReadOnlyPage:
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
         }
-        return super().change_view(request, object_id, form_url, context)  # type: ignore[misc]
+        return super().change_view(request, object_id, form_url, context)

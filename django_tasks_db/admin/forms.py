@@ -92,19 +92,19 @@ class EnqueueForm(forms.Form):
         assert isinstance(queue_field, forms.ChoiceField)
         queue_field.choices = [("", _("The task's own queue"))] + [(q, q) for q in queues]
 
-    def clean_args(self) -> Any:
+    def clean_args(self) -> object:
         return self._json("args", [])
 
-    def clean_kwargs(self) -> Any:
+    def clean_kwargs(self) -> object:
         return self._json("kwargs", {})
 
-    def _json(self, name: str, default: Any) -> Any:
+    def _json(self, name: str, default: object) -> object:
         try:
             return control.parse_json(self.cleaned_data.get(name), name, default)
         except control.ControlError as exc:
             raise forms.ValidationError(str(exc)) from exc
 
-    def enqueue(self) -> TaskResult | None:
+    def enqueue(self) -> TaskResult[..., Any] | None:
         """Enqueue the valid form's task; None (and the reason as a form error) when
         ``control.enqueue`` refuses it, in which case nothing was written."""
         data = self.cleaned_data

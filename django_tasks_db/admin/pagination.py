@@ -6,20 +6,22 @@ Databases without a cheap estimate count exactly, as Django does."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.utils.formats import number_format
 from django.utils.functional import cached_property
 
 from ..db import estimated_count
+from .generic import Paginator
+
+_T = TypeVar("_T")
 
 #: Above this many rows (estimated) the list shows an estimate, not a count.
 ESTIMATE_ABOVE = 10_000
 
 
-class EstimatedCountPaginator(Paginator):
+class EstimatedCountPaginator(Paginator[_T]):
     #: True when ``count`` is not exact (the list says "about" or "more than").
     estimated = False
     #: True when ``count`` is only known to be above ``ESTIMATE_ABOVE``.

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from .. import control
 from ..models import Queue
 from .display import ReadOnlyPage, badge, to_second
+from .generic import ModelAdmin
 
 
 def pause_or_resume(request: HttpRequest, queues: list[tuple[str, str]], paused: bool) -> int:
@@ -25,7 +26,7 @@ def pause_or_resume(request: HttpRequest, queues: list[tuple[str, str]], paused:
 
 
 @admin.register(Queue)
-class QueueAdmin(ReadOnlyPage, admin.ModelAdmin):
+class QueueAdmin(ReadOnlyPage, ModelAdmin[Queue]):
     page_title = gettext_lazy("Queue")
 
     list_display = ["name", "backend_name", "state", "changed", "changed_by"]

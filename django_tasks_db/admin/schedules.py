@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery, UUIDField
@@ -33,6 +32,10 @@ from ..cron_text import describe
 from ..framework import InvalidTask
 from ..models import Schedule, ScheduleTick, TaskStatus
 from .display import EMPTY, badge, in_zone
+from .generic import ModelAdmin, ModelForm
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
 
 #: How many upcoming runs a schedule's page lists.
 UPCOMING = 5
@@ -46,7 +49,7 @@ def stacked(when: str) -> SafeString | str:
     return format_html('{}<br><span class="tdb-note">{}</span>', time, zone)
 
 
-class ScheduleForm(forms.ModelForm):
+class ScheduleForm(ModelForm[Schedule]):
     """The model's own ``clean`` (cron, time zone, task path, arguments) runs here too."""
 
     class Meta:
@@ -88,7 +91,7 @@ def upcoming_runs(schedule: Schedule, now: datetime, count: int = UPCOMING) -> l
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(ModelAdmin[Schedule]):
     form = ScheduleForm
     list_display = [
         "name",
@@ -128,17 +131,23 @@ class ScheduleAdmin(admin.ModelAdmin):
             )
         )
 
-    def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
+    def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> _FieldsetSpec:
         what = list(ScheduleForm.Meta.fields)
         if obj is None:
-            return [(None, {"fields": what})]
+            return [(None, {"fields": tuple(what)})]
         what.insert(what.index("cron") + 1, "described")
-        runs = ["next_run", "upcoming", "last_run", "defined_in_code"]
+        runs = ("next_run", "upcoming", "last_run", "defined_in_code")
         # Why the scheduler could not run it comes first, when it could not.
-        first = [(None, {"fields": ["last_error"]})] if obj.last_error else []
-        return [*first, (None, {"fields": what}), (_("Runs"), {"fields": runs})]
+        first: _FieldsetSpec = [(None, {"fields": ("last_error",)})] if obj.last_error else []
+        return [*first, (None, {"fields": tuple(what)}), (_("Runs"), {"fields": runs})]
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: Schedule | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[ModelForm[Schedule]]:
         form = super().get_form(request, obj, change=change, **kwargs)
         if obj is not None and obj.defined_in_code:
             form.base_fields["task_path"].help_text = _(

@@ -37,6 +37,7 @@ from ..models import Task, TaskStatus
 from . import task_actions, task_page
 from . import task_display as display
 from .forms import EnqueueForm
+from .generic import ModelAdmin
 from .pagination import EstimatedCountPaginator
 from .task_actions import ACTIONS
 from .task_dates import date_hierarchy
@@ -54,8 +55,10 @@ class TaskChangeList(ChangeList):
     last error's class computed by the database, and the database's clock for the
     running time of running tasks."""
 
-    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> Any:
-        queryset = super().get_queryset(request, exclude_parameters)
+    def get_queryset(
+        self, request: HttpRequest, exclude_parameters: list[str | None] | None = None
+    ) -> QuerySet[Task]:
+        queryset: QuerySet[Task] = super().get_queryset(request, exclude_parameters)
         return queryset.defer(*HEAVY_COLUMNS).annotate(
             last_error_path=LastItemText("errors", "exception_class_path"),
             database_now=DatabaseNow(),
@@ -67,7 +70,7 @@ class TaskChangeList(ChangeList):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(ModelAdmin[Task]):
     list_display = [
         "short_id",
         "name",

@@ -33,6 +33,7 @@ from ..framework import InvalidTaskBackend
 from ..models import LIVE_WORKER_STATUSES, Worker
 from ..overview import Health, heartbeat_age, worker_health
 from .display import EMPTY, ReadOnlyPage, age, badge, clock, database_now, to_second
+from .generic import ModelAdmin
 
 HEALTH_BADGES = {
     Health.ALIVE: "ok",
@@ -52,6 +53,7 @@ def health_of(worker: Worker) -> Health:
     backend = _backend_of(worker)
     if backend is None:  # no backend's options to judge the heartbeat by
         return Health.ALIVE
+    # database_now: set on the row by get_changelist_instance / get_object, not a field.
     return worker_health(worker, worker.database_now, backend)  # type: ignore[attr-defined]
 
 
@@ -70,7 +72,7 @@ def can_stop(worker: Worker) -> bool:
 
 
 @admin.register(Worker)
-class WorkerAdmin(ReadOnlyPage, admin.ModelAdmin):
+class WorkerAdmin(ReadOnlyPage, ModelAdmin[Worker]):
     page_title = gettext_lazy("Worker")
 
     list_display = [
@@ -132,10 +134,13 @@ class WorkerAdmin(ReadOnlyPage, admin.ModelAdmin):
         changelist.result_list = rows
         return changelist
 
-    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
-        worker = super().get_object(request, object_id, from_field)
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Worker | None:
+        worker: Worker | None = super().get_object(request, object_id, from_field)
         if worker is not None:
-            worker.database_now = database_now(request, worker._state.db or "default")
+            now = database_now(request, worker._state.db or "default")
+            worker.database_now = now  # type: ignore[attr-defined]  # the page's clock
         return worker
 
     # -- columns ----------------------------------------------------------------------------

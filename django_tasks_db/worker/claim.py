@@ -60,7 +60,7 @@ def claim_batch(
                     full.rate_groups |= refused.rate_groups
                     continue
                 return []
-            now = refused.now or rows[0].db_now  # type: ignore[attr-defined]
+            now = refused.now or rows[0].db_now  # type: ignore[attr-defined]  # _lock_ready's annotation
             # Counts as a heartbeat: a worker busy claiming is never mistaken for a dead one.
             if not worker.unless_dead().update(
                 current_task=rows[0].pk,
@@ -71,7 +71,7 @@ def claim_batch(
             transitions.claim(rows, worker, now)
             clock = ClaimClock(now)  # one for the batch: times stay right for the last row too
             for row in rows:
-                row.claim_clock = clock  # type: ignore[attr-defined]
+                row.claim_clock = clock  # type: ignore[attr-defined]  # see execute._claim_clock
             return rows
     return []
 

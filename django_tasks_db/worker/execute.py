@@ -68,7 +68,7 @@ def run_claimed(
     """
     options = backend.config
     clock = _claim_clock(row)
-    task: DjangoTask | None = None
+    task: DjangoTask[..., Any] | None = None
     try:
         task = resolve_task(row.task_path)
         _adopt_declared_options(row, task, options)
@@ -134,8 +134,8 @@ def _tell(after: Callable[[RunReport], None] | None, report: RunReport) -> RunRe
 
 def _announce(
     row: Task,
-    task: DjangoTask,
-    started: TaskResult,
+    task: DjangoTask[..., Any],
+    started: TaskResult[..., Any],
     backend: DatabaseBackend,
     outcome: Any,
     after: Callable[[RunReport], None] | None,
@@ -172,7 +172,7 @@ def _claim_clock(row: Task) -> ClaimClock | None:
 
 def _report(
     row: Task,
-    task: DjangoTask | None,
+    task: DjangoTask[..., Any] | None,
     exc: BaseException,
     backend: DatabaseBackend,
     clock: ClaimClock | None,
@@ -187,7 +187,7 @@ def _report(
 
 def _store_refusal(
     row: Task,
-    task: DjangoTask | None,
+    task: DjangoTask[..., Any] | None,
     error: DatabaseError,
     options: BackendOptions,
     clock: ClaimClock | None,
@@ -228,7 +228,7 @@ def _storable(value: Any, options: BackendOptions) -> tuple[Any, str]:
     return stored, text
 
 
-def _adopt_declared_options(row: Task, task: DjangoTask, options: BackendOptions) -> None:
+def _adopt_declared_options(row: Task, task: DjangoTask[..., Any], options: BackendOptions) -> None:
     """A task enqueued by path without options gets what its @task declares."""
     if row.max_attempts is not None:
         return
