@@ -42,7 +42,7 @@ def test_read_only_no_add_no_delete_no_save(admin_client) -> None:
     assert not Queue.objects.get(pk=queue.pk).paused
 
 
-def test_a_view_only_user_cannot_pause(admin_client) -> None:
+def test_a_view_only_user_cannot_pause() -> None:
     client = staff("view_queue")
     queue = Queue.objects.create(name="emails")
     assert 'value="pause"' not in client.get(LIST).content.decode()

@@ -16,7 +16,6 @@ from tests.factories import ScheduleFactory, TaskFactory
 pytestmark = pytest.mark.django_db
 
 LIST = "/admin/django_tasks_db/schedule/"
-PARIS_0230 = "02:30:00 Europe/Paris"
 
 
 def page(schedule: Schedule) -> str:

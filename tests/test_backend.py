@@ -154,7 +154,7 @@ def test_context_argument_is_not_counted_when_binding() -> None:
 
 
 def test_tuples_are_stored_as_lists() -> None:
-    result = tasks.remember.enqueue((1, (2, 3)))
+    result = tasks.returns_none.enqueue((1, (2, 3)))
     assert result.args == [[1, [2, 3]]]
     assert Task.objects.get(pk=result.id).args == [[1, [2, 3]]]
 

@@ -15,7 +15,7 @@ from django_tasks_db.worker import Worker
 from django_tasks_db.worker.batch_size import BatchSize
 from django_tasks_db.worker.claim import claim_batch
 from tests.factories import WorkerFactory
-from tests.test_outcomes import OUTCOME_NOT_STORED, tasks_setting
+from tests.test_refused_outcomes import OUTCOME_NOT_STORED, tasks_setting
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -165,7 +165,7 @@ def test_a_value_the_database_refuses_fails_only_its_task_in_a_batch(vendor: str
 
 
 def test_none_is_stored_as_sql_null_like_an_unbatched_result() -> None:
-    results = [tasks.remember.enqueue(i) for i in range(5)]
+    results = [tasks.returns_none.enqueue(i) for i in range(5)]
     assert Worker(burst=True).run() == 5
     assert (
         Task.objects.filter(pk__in=[r.id for r in results], return_value__isnull=True).count() == 5

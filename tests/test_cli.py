@@ -69,7 +69,20 @@ def test_table_pads_columns_and_right_aligns_numbers() -> None:
     ]
 
 
-def test_times_to_the_second_in_the_current_zone(settings) -> None:
+def test_each_kind_of_cell_reads_as_text() -> None:
+    moment = datetime(2025, 1, 31, 14, 5, 9, tzinfo=UTC)
+    text = table(
+        ("WHEN", "OK", "RATE", "EMPTY"), [(moment, True, 0.25, ""), (None, False, 2.0, "")]
+    )
+    assert text.splitlines() == [
+        "WHEN                  OK   RATE  EMPTY",
+        "2025-01-31 14:05:09Z  yes  0.25  -",
+        "-                     no      2  -",
+    ]
+    assert format_time(moment.replace(tzinfo=None)) == "2025-01-31 14:05:09"
+
+
+def test_times_to_the_second_in_the_current_zone() -> None:
     moment = datetime(2025, 1, 31, 14, 5, 9, 999_000, tzinfo=UTC)
     assert format_time(moment) == "2025-01-31 14:05:09Z"
     timezone.activate("Europe/Berlin")
@@ -307,6 +320,42 @@ def test_bad_arguments_are_command_errors_in_process() -> None:
         tasks("list", "--status", "nope")
     with pytest.raises(CommandError, match="connection 'nope' doesn't exist"):
         tasks("queues", "--backend", "nope")
+
+
+def test_a_database_error_or_an_interrupt_is_one_clear_line(monkeypatch) -> None:
+    from django.db import OperationalError
+
+    from django_tasks_db.management.commands.tasks import HANDLERS
+
+    def outage(*args: object, **kwargs: object) -> None:
+        raise OperationalError("server closed the connection\nunexpectedly")
+
+    monkeypatch.setitem(HANDLERS, "list", outage)
+    with pytest.raises(CommandError, match=r"^Database error: server closed the connection"):
+        tasks("list")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(HANDLERS, "list", interrupted)
+    with pytest.raises(CommandError, match=r"^Interrupted\.$") as raised:
+        tasks("list")
+    assert raised.value.returncode == 130
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["list", "--limit", "ten"], "'ten' is not a whole number"),
+        (["list", "--limit", "0"], "must be at least 1, not 0"),
+        (["health", "--max-lag", "soon"], "'soon' is not a number"),
+        (["health", "--max-lag", "-1"], "cannot be negative, not -1"),
+        (["health", "--max-lag", "nan"], "cannot be negative, not nan"),
+    ],
+)
+def test_numbers_are_checked_with_a_clear_message(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        tasks(*args)
 
 
 # -- as real processes ---------------------------------------------------------------------

@@ -4,8 +4,10 @@ from copy import deepcopy
 
 import pytest
 from django.core.checks import run_checks
+from django.db import OperationalError
 from django.test import override_settings
 
+from django_tasks_db import code_schedules
 from django_tasks_db.code_schedules import sync_code_schedules
 from django_tasks_db.framework import task_backends
 from django_tasks_db.models import Schedule
@@ -103,3 +105,32 @@ def test_schedules_removed_from_code_are_deleted_admin_ones_stay() -> None:
     ScheduleFactory(name="made-in-admin")
     assert sync({"nightly": deepcopy(NIGHTLY)}).deleted == ["hourly"]
     assert sorted(Schedule.objects.values_list("name", flat=True)) == ["made-in-admin", "nightly"]
+
+
+@pytest.mark.parametrize("collisions", [1, 2])
+def test_a_collision_with_another_starting_scheduler_is_tried_again(
+    monkeypatch, collisions: int, caplog
+) -> None:
+    """MySQL can make two schedulers that sync at once deadlock: the sync starts over."""
+    real = code_schedules._sync
+    left = [collisions]
+
+    def collides(backend):  # type: ignore[no-untyped-def]
+        if left[0]:
+            left[0] -= 1
+            raise OperationalError("Deadlock found when trying to get lock")
+        return real(backend)
+
+    monkeypatch.setattr(code_schedules, "_sync", collides)
+    assert sync({"nightly": NIGHTLY}).created == ["nightly"]
+    assert caplog.text.count("collided with another scheduler; retrying") == collisions
+
+
+def test_a_sync_that_keeps_colliding_gives_up_with_the_error(monkeypatch) -> None:
+    def collides(backend):  # type: ignore[no-untyped-def]
+        raise OperationalError("Deadlock found when trying to get lock")
+
+    monkeypatch.setattr(code_schedules, "_sync", collides)
+    with pytest.raises(OperationalError, match="Deadlock"):
+        sync({"nightly": NIGHTLY})
+    assert not Schedule.objects.exists()

@@ -5,6 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import override_settings
 
+from django_tasks_db import checks
 from django_tasks_db.conf import BackendOptions
 from django_tasks_db.framework import task_backends
 
@@ -75,13 +76,31 @@ def test_app_must_be_installed(settings) -> None:
         assert "django_tasks_db.E003" in check_ids()
 
 
+def test_database_check_connects_only_when_asked(monkeypatch) -> None:
+    """A plain ``check`` names no database: the backend's is not asked (and with no
+    django_db mark here, pytest-django fails any connection), ``migrate`` and ``check
+    --database`` name it."""
+    asked: list[str] = []
+
+    def cannot_skip_locked(connection) -> str:
+        asked.append(connection.alias)
+        return "it cannot skip locked rows."
+
+    monkeypatch.setattr(checks, "skip_locked_problem", cannot_skip_locked)
+    assert "django_tasks_db.E004" not in check_ids()
+    assert "django_tasks_db.E004" not in check_ids(databases=["elsewhere"])
+    assert asked == []
+    assert "django_tasks_db.E004" in check_ids(databases=["default"])
+    assert asked == ["default"]
+
+
 @pytest.mark.django_db
-def test_database_check_connects_only_when_asked(vendor) -> None:
+def test_the_suite_database_can_be_a_queue() -> None:
     assert "django_tasks_db.E004" not in check_ids(databases=["default"])
 
 
 @pytest.mark.django_db
-def test_skip_locked_problems(monkeypatch) -> None:
+def test_skip_locked_problems() -> None:
     from django.db import connection
 
     from django_tasks_db import db

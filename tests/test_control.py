@@ -189,3 +189,17 @@ def test_actions_follow_the_state() -> None:
     assert control.actions_for(TaskFactory.build(status=S.RUNNING)) == ["abort", "run_again"]
     assert control.actions_for(TaskFactory.build(status=S.FAILED)) == ["retry", "run_again"]
     assert control.actions_for(TaskFactory.build(status=S.SUCCESSFUL)) == ["run_again"]
+
+
+def test_without_queues_named_the_known_ones_are_those_seen(settings) -> None:
+    """A backend whose QUEUES is empty takes any queue: the control room offers those
+    its tasks, paused queues and workers' domains name (and "default")."""
+    settings.TASKS = {"default": {**settings.TASKS["default"], "QUEUES": []}}
+    TaskFactory(queue_name="reports")
+    Queue.objects.create(name="exports")
+    WorkerFactory(domains=["emails", 7])  # a domain that is no queue name is left out
+    WorkerFactory(domains={"not": "a list"})
+    TaskFactory(queue_name="elsewhere", backend_name="other")  # another backend's
+    backend = control.backend_for()
+    assert control.known_queues(backend) == ["default", "emails", "exports", "reports"]
+    assert control.known_queues(backend, from_tasks=False) == ["default", "emails", "exports"]

@@ -430,7 +430,8 @@ def test_kill_9_of_a_whole_runworker_runs_the_task_again_elsewhere(processes) ->
     Today the task ends FAILED with WorkerLost: a user who never asked for retries
     loses work to an infrastructure fault.
     """
-    result = tasks.record_then_sleep.enqueue("lost", 3)
+    # The first run outlasts the survivor's start, however slow (a busy machine, coverage).
+    result = tasks.record_then_sleep.enqueue("lost", 60, again=3)
     doomed = processes("runworker", "--worker-id", "doomed")
     victim = wait_until(lambda: running_on(result.id), timeout=60)
     assert isinstance(victim, Worker)

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from django_tasks_db import local_processes
 from django_tasks_db.conf import BackendOptions
 from django_tasks_db.local_processes import runs_here, this_host
 from django_tasks_db.models import Worker
@@ -32,6 +33,32 @@ def test_a_gone_pid_and_a_reused_one_are_not_the_worker() -> None:
     finally:
         young.kill()
         young.wait()
+
+
+def test_another_users_process_counts_as_alive(monkeypatch) -> None:
+    """``kill(pid, 0)`` on another user's process: it exists (PermissionError)."""
+
+    def not_yours(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(local_processes.os, "kill", not_yours)
+    assert runs_here(this_host(), 1, timezone.now()) is True  # PID 1 started at boot
+
+
+def test_without_a_start_time_the_pid_alone_tells(monkeypatch) -> None:
+    """Elsewhere than Linux (no ``/proc``), or without a last sign of life."""
+    monkeypatch.setattr(local_processes, "_start_time", lambda pid: None)
+    assert runs_here(this_host(), 1, timezone.now() - timedelta(days=365)) is True
+    monkeypatch.undo()
+    assert runs_here(this_host(), 1, None) is True
+
+
+def test_no_proc_no_start_time(monkeypatch) -> None:
+    def missing(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("/proc/1/stat")
+
+    monkeypatch.setattr(local_processes, "open", missing, raising=False)
+    assert local_processes._start_time(1) is None
 
 
 @pytest.mark.django_db

@@ -86,7 +86,7 @@ def test_a_failed_row_of_a_renamed_task_reads_failed_with_its_errors() -> None:
         GONE,  # the module exists, the name is gone
         "tests.testapp.gone_module.task",  # an installed app's module that is gone
         "somewhere_else.tasks.job",  # a module outside the installed apps
-        "tests.testapp.tasks.CALLS",  # a name that is no longer a Task
+        "tests.testapp.tasks.not_a_task",  # a name that is no longer a Task
     ],
 )
 def test_every_path_that_does_not_resolve_gets_the_stand_in(path: str) -> None:

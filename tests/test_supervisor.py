@@ -60,7 +60,8 @@ def test_kill_9_of_a_worker_process(processes) -> None:
 
 
 def test_kill_9_of_the_whole_supervisor(processes) -> None:
-    result = tasks.sleep_then_pid.enqueue(3)
+    # The first run outlasts the survivor's start, however slow (a busy machine, coverage).
+    result = tasks.sleep_then_pid.enqueue(60, again=3)
     doomed = processes("runworker", "--worker-id", "doomed")
     victim = wait_until(lambda: running_on(result.id), timeout=30)
     survivor = processes("runworker", "--worker-id", "survivor")

@@ -4,6 +4,7 @@ the LISTEN_NOTIFY option, enqueue and finish notifications, long payloads."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -273,3 +274,81 @@ def test_an_enqueue_is_one_statement_everywhere(django_assert_num_queries) -> No
         result = tasks.add.enqueue(1, 2)
     row = Task.objects.get(pk=result.id)
     assert (row.args, row.kwargs, row.status) == ([1, 2], {}, TaskStatus.READY)
+
+
+# -- PostgreSQL: how a listening worker waits -----------------------------------------------
+
+
+@pytest.fixture
+def listening(postgresql) -> Iterator[tuple[Wakeup, RecordingStop]]:
+    """A Wakeup that LISTENs on the default connection (closed after: no LISTEN leaks)."""
+    stop = RecordingStop()
+    options = BackendOptions.from_options({}, "default")
+    wakeup = Wakeup("default", stop, options)
+    try:
+        yield wakeup, stop
+    finally:
+        connection.close()
+
+
+def listening_channels() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_listening_channels()")
+        return [name for (name,) in cursor.fetchall()]
+
+
+def timed(call: Any) -> float:
+    started = time.monotonic()
+    call()
+    return time.monotonic() - started
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_enqueue_wakes_a_listening_worker_at_once(listening) -> None:
+    wakeup, stop = listening
+    wakeup.wait(0.01)  # LISTENs
+    own = connection.copy()  # an enqueue's NOTIFY from another process
+    try:
+        with own.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, 'default')", [NOTIFY_CHANNEL])
+    finally:
+        own.close()
+    assert timed(lambda: wakeup.wait(20)) < 5
+    assert stop.waits == []  # it listened, it never polled
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_request_ends_a_listening_wait_within_a_slice(listening) -> None:
+    wakeup, stop = listening
+    threading.Timer(0.2, stop.set).start()
+    assert timed(lambda: wakeup.wait(20)) < 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_listens_again(listening) -> None:
+    wakeup, _ = listening
+    wakeup.wait(0.01)
+    assert listening_channels() == [NOTIFY_CHANNEL]
+    connection.close()
+    assert listening_channels() == []  # the new session listens to nothing yet
+    wakeup.wait(0.01)
+    assert listening_channels() == [NOTIFY_CHANNEL]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_while_listening_waits_then_listens_afresh(listening, caplog) -> None:
+    wakeup, stop = listening
+    wakeup.wait(0.01)
+    pid = connection.connection.info.backend_pid
+    own = connection.copy()
+    try:
+        with own.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        own.close()
+    wakeup.wait(0.5)
+    assert stop.waits == [0.5]  # the timeout, waited without the connection
+    assert connection.connection is None
+    assert "Waiting for notifications failed" in caplog.text
+    wakeup.wait(0.01)  # reconnects and listens again
+    assert listening_channels() == [NOTIFY_CHANNEL]

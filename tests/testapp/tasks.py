@@ -10,8 +10,6 @@ from django_tasks_db.exceptions import Discard, Snooze
 
 from .models import Run, Span
 
-CALLS: list[tuple] = []
-
 
 @task
 def add(a: int, b: int) -> int:
@@ -72,8 +70,8 @@ def limited() -> None:
 
 
 @task
-def remember(value: object) -> None:
-    CALLS.append((value,))
+def returns_none(value: object) -> None:
+    """Takes any argument and returns None."""
 
 
 not_a_task = print
@@ -95,9 +93,10 @@ def crash_process() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-@task(max_attempts=2)
-def sleep_then_pid(seconds: float) -> int:
-    time.sleep(seconds)
+@task(max_attempts=2, takes_context=True)
+def sleep_then_pid(context, seconds: float, again: float | None = None) -> int:
+    """Sleeps ``seconds`` (on a run after the first: ``again``, when given)."""
+    time.sleep(seconds if again is None or context.attempt == 1 else again)
     return os.getpid()
 
 
@@ -219,9 +218,10 @@ def leak_transaction(key: str) -> int:
 # -- helper_hostile --
 
 
-@task
-def record_then_sleep(key: str, seconds: float) -> int:
-    """Records one Run per run (key ``<key>:<random>``), then sleeps: duplicates are counted.
+@task(takes_context=True)
+def record_then_sleep(context, key: str, seconds: float, again: float | None = None) -> int:
+    """Records one Run per run (key ``<key>:<random>``), then sleeps ``seconds`` (on a
+    run after the first: ``again``, when given): duplicates are counted.
 
     The Run comes first, so a run whose worker was then presumed dead still counts.
     Default options (max_attempts 1), as a user who never asked for retries has.
@@ -229,7 +229,7 @@ def record_then_sleep(key: str, seconds: float) -> int:
     import uuid
 
     Run.objects.create(key=f"{key}:{uuid.uuid4().hex[:16]}", worker_pid=os.getpid())
-    time.sleep(seconds)
+    time.sleep(seconds if again is None or context.attempt == 1 else again)
     return os.getpid()
 
 
