@@ -323,23 +323,26 @@ def test_bad_arguments_are_command_errors_in_process() -> None:
 
 
 def test_a_database_error_or_an_interrupt_is_one_clear_line(monkeypatch) -> None:
+    from django.core.management import get_commands, load_command_class
     from django.db import OperationalError
 
-    from django_tasks_db.management.commands.tasks import HANDLERS
+    # The very command call_command runs, and the table its handle() reads.
+    command = load_command_class(get_commands()["tasks"], "tasks")
+    handlers = command.handle.__globals__["HANDLERS"]
 
     def outage(*args: object, **kwargs: object) -> None:
         raise OperationalError("server closed the connection\nunexpectedly")
 
-    monkeypatch.setitem(HANDLERS, "list", outage)
+    monkeypatch.setitem(handlers, "list", outage)
     with pytest.raises(CommandError, match=r"^Database error: server closed the connection"):
-        tasks("list")
+        call_command(command, "list", stdout=StringIO(), stderr=StringIO())
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(HANDLERS, "list", interrupted)
+    monkeypatch.setitem(handlers, "list", interrupted)
     with pytest.raises(CommandError, match=r"^Interrupted\.$") as raised:
-        tasks("list")
+        call_command(command, "list", stdout=StringIO(), stderr=StringIO())
     assert raised.value.returncode == 130
 
 
