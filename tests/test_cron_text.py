@@ -40,6 +40,8 @@ from django_tasks_db.cron_text import describe
         ("* * * * * */10", "every 10 seconds"),
         ("* * * * * *", "every second"),
         ("* * * * * 0,30", "at seconds 0 and 30 of every minute"),
+        ("*/5 9-11,14-16 * * *", "every 5 minutes during hours 9 to 11 and 14 to 16"),
+        ("0 9-11,14-16 * * *", "at 09:00, 10:00, 11:00, 14:00, 15:00 and 16:00 every day"),
     ],
 )
 def test_common_shapes_read_as_words(expression: str, words: str) -> None:
@@ -54,6 +56,10 @@ def test_common_shapes_read_as_words(expression: str, words: str) -> None:
         # A day of the month *and* a weekday: cron runs on either, too subtle for words.
         ("0 0 1 * 1", "minute 0, hour 0, day of month 1, month *, day of week 1"),
         ("61 * * * *", "minute 61, hour *, day of month *, month *, day of week *"),
+        ("*/0 * * * *", "minute */0, hour *, day of month *, month *, day of week *"),
+        ("5-1 * * * *", "minute 5-1, hour *, day of month *, month *, day of week *"),
+        ("* * */2 * *", "minute *, hour *, day of month */2, month *, day of week *"),
+        ("0 9 * */2 *", "minute 0, hour 9, day of month *, month */2, day of week *"),
         (
             "0 0 1 * * 30",
             "minute 0, hour 0, day of month 1, month *, day of week *, second 30",

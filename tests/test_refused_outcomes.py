@@ -247,3 +247,24 @@ def test_a_transaction_left_open_is_rolled_back_before_the_outcome(processes) ->
     assert leaky_row.worker_ids == after_row.worker_ids == ["leaky-1"]
     assert after_row.return_value == leaky_row.return_value
     assert Run.objects.get(key="leak:after").worker_pid == after_row.return_value
+
+
+def test_a_failure_the_database_refuses_too_still_ends_the_task(monkeypatch, caplog) -> None:
+    """The outcome and then the failure that stands in for it are refused: the row
+    ends FAILED all the same, with both refusals named, never left RUNNING."""
+    from django.db import DataError
+
+    from django_tasks_db import transitions
+
+    def refuses(*args: object, **kwargs: object) -> None:
+        raise DataError("value too long")
+
+    result = tasks.fail.enqueue("boom")
+    monkeypatch.setattr(transitions, "fail", refuses)
+    run_burst()
+    row = Task.objects.get(pk=result.id)
+    assert row.status == TaskStatus.FAILED and row.claim_token is None
+    error = last_error(row)
+    assert error["exception_class_path"] == OUTCOME_NOT_STORED
+    assert "refused the outcome (value too long) and the failure (" in error["traceback"]
+    assert "storing the failure was refused too" in caplog.text
