@@ -402,9 +402,12 @@ def listen_notify_on(using: str) -> bool:
         # A DatabaseBackend is known by its typed options: this module, which the
         # backend's imports, does not import the backend module.
         config = getattr(backend, "config", None)
-        if isinstance(config, BackendOptions) and config.database == using:  # noqa: SIM102
-            if not config.listen_notify:
-                return False
+        if (
+            isinstance(config, BackendOptions)
+            and config.database == using
+            and not config.listen_notify
+        ):
+            return False
     return True
 
 
