@@ -206,9 +206,12 @@ class ClaimClock:
     """The database's time as read by a claim, advanced by this process's monotonic
     clock: the claimed run's times on the database's clock without a round trip."""
 
-    def __init__(self, database_time: datetime) -> None:
+    def __init__(self, database_time: datetime, since: float | None = None) -> None:
+        """``since``: ``time.monotonic()`` just before the query that read
+        ``database_time`` (default: now); a clock started after the claim's commit
+        would put every time of the run early by the claim's length."""
         self._at = database_time
-        self._since = time.monotonic()
+        self._since = time.monotonic() if since is None else since
 
     def now(self) -> datetime:
         return self._at + timedelta(seconds=time.monotonic() - self._since)

@@ -2,6 +2,7 @@
 on every path (an abort beats a retry, a snooze is no failure, a loss is not the
 task's fault, attempts and worker_ids move together)."""
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -210,3 +211,12 @@ def test_succeed_many_on_postgresql_is_one_statement(vendor) -> None:
     update, children = (s for s in statements if "SAVEPOINT" not in s)  # the test's atomic
     assert "RETURNING" in update and "pg_notify" in update
     assert "taskdependency" in children
+
+
+def test_a_claim_clock_runs_from_the_query_that_read_the_time() -> None:
+    """A clock started after the claim's commit put a run's times early by the
+    claim's length; ``since`` is taken just before the query."""
+    read = timezone.now()
+    started_before = transitions.ClaimClock(read, since=time.monotonic() - 2.0)
+    assert started_before.now() - read >= timedelta(seconds=2)
+    assert transitions.ClaimClock(read).now() - read < timedelta(seconds=1)

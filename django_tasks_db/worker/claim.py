@@ -9,7 +9,7 @@ from collections.abc import Collection
 from django.db.models import F, QuerySet
 
 from .. import flow, transitions
-from ..db import DatabaseNow, locking_transaction
+from ..db import DatabaseNow, heads_in_one_query, locking_transaction
 from ..models import Task, Worker
 from ..transitions import ClaimClock, TaskId
 
@@ -52,6 +52,7 @@ def claim_batch(
     full = flow.Refused([], set(), set())  # groups at their limit: looked past
     with locking_transaction(using):
         for _ in range(MAX_REJECTS_PER_CLAIM):
+            began = time.monotonic()  # the clock of the runs starts with the query
             rows, rejected = _lock_ready(using, domains, paused, limit, full)
             rows, refused = flow.admit(rows, using)
             if not rows:
@@ -60,7 +61,10 @@ def claim_batch(
                     full.rate_groups |= refused.rate_groups
                     continue
                 return []
-            now = refused.now or rows[0].db_now  # type: ignore[attr-defined]  # _lock_ready's annotation
+            if refused.now is not None:  # flow read the time after the locks: from then
+                now, began = refused.now, time.monotonic()
+            else:
+                now = rows[0].db_now  # type: ignore[attr-defined]  # _lock_ready's annotation
             # Counts as a heartbeat: a worker busy claiming is never mistaken for a dead one.
             if not worker.unless_dead().update(
                 current_task=rows[0].pk,
@@ -69,7 +73,7 @@ def claim_batch(
             ):
                 raise WorkerDeclaredDead(worker.name)  # rolls the claim back
             transitions.claim(rows, worker, now)
-            clock = ClaimClock(now)  # one for the batch: times stay right for the last row too
+            clock = ClaimClock(now, began)  # one for the batch: right for the last row too
             for row in rows:
                 row.claim_clock = clock  # type: ignore[attr-defined]  # see execute._claim_clock
             return rows
@@ -104,8 +108,10 @@ def _lock_ready(
     One query per queue: the claim index (``task_ready_idx``) returns one queue's
     rows in claim order, and no index can do that for ``queue_name IN (...)``: such a
     query sorts every due row of those queues (PostgreSQL, SQLite), or locks them all
-    (InnoDB locks every row a locking read examines). The heads of the queues are
-    merged; rows locked beyond ``limit`` are let go at commit.
+    (InnoDB locks every row a locking read examines). PostgreSQL sends those queries
+    as one statement (``db.heads_in_one_query``); should a row in it be unreadable,
+    the queues are read one by one, where ``_read`` finds and fails that row. The
+    heads of the queues are merged; rows locked beyond ``limit`` are let go at commit.
 
     Rows of the ``full`` flow groups are left out. Returns the rows that can run and
     how many were failed for their content. Each row carries ``db_now``, the
@@ -121,14 +127,19 @@ def _lock_ready(
     )
     if domains is None:
         domains = list(ready.order_by().values_list("queue_name", flat=True).distinct())
-    heads: list[Task] = []
     rejected = 0
-    for domain in domains:
-        for row in _read(claimable.filter(queue_name=domain), using, limit):
-            if row is _REJECTED:
-                rejected += 1
-            else:
-                heads.append(row)
+    try:
+        heads = heads_in_one_query(claimable, "queue_name", domains, limit)
+    except (ValueError, TypeError, KeyError):  # a row Django cannot read: found below
+        heads = None
+    if heads is None:  # one query per queue
+        heads = []
+        for domain in domains:
+            for row in _read(claimable.filter(queue_name=domain), using, limit):
+                if row is _REJECTED:
+                    rejected += 1
+                else:
+                    heads.append(row)
     good = []
     for row in sorted(heads, key=_claim_order)[:limit] if len(domains) > 1 else heads:
         if (problem := row.content_problem()) is not None:
