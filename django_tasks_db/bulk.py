@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
+from django.db.models import NOT_PROVIDED, Field
 from django.db.models.expressions import DatabaseDefault
 
 from .arguments import PreparedArguments, prepare_arguments_json
@@ -104,7 +105,7 @@ def insert_rows(
         value = field.pre_save(template, add=True)
         if field.attname in VARYING:
             varying[field.attname] = column
-        elif not isinstance(value, DatabaseDefault):  # else left to the database
+        elif not _left_to_the_database(field, value):
             columns.append(column)
             constants.append(field.get_db_prep_save(value, connection))
     id_field = template._meta.pk
@@ -138,6 +139,16 @@ def insert_row(row: TaskRow, prepared: PreparedArguments, using: str, wake: str 
     insert_rows(row, [row.pk], [prepared], using, wake)
     row._state.adding = False
     row._state.db = using
+
+
+def _left_to_the_database(field: Field[Any, Any], value: Any) -> bool:
+    """A column the INSERT leaves out: its database default, or NULL in a nullable
+    column without one (what the database writes anyway). Fewer columns make a
+    shorter statement to build, send and parse: about a third of a task's columns
+    are NULL when it is enqueued."""
+    if isinstance(value, DatabaseDefault):
+        return True
+    return value is None and field.null and field.db_default is NOT_PROVIDED
 
 
 def _batches(calls: list[PreparedArguments], rows: int) -> Iterator[tuple[int, int]]:

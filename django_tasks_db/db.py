@@ -93,16 +93,17 @@ def insert_varying_rows(
 ) -> None:
     """One INSERT of task rows that differ only in (id, args, kwargs), the first
     three columns of ``insert`` ("INSERT INTO t (id, args, kwargs, ...)"); the other
-    columns take ``constants``. PostgreSQL gets the varying columns as three arrays
-    (``unnest``: three parameters whatever the number of rows); the others one
-    ``VALUES`` row per task (see ``bulk.py``).
+    columns take ``constants``. PostgreSQL gets the varying columns of many rows as
+    three arrays (``unnest``: three parameters whatever the number of rows); one row
+    (an ``enqueue``), and the rows of the others, go as ``VALUES`` (see ``bulk.py``):
+    for one row PostgreSQL parses and plans that about 0.1 ms faster.
 
     ``wake``: a queue whose idle workers the same statement NOTIFYs (PostgreSQL;
     see ``wakes_by_notify``), delivered at commit like the rows: one round trip
     where a separate ``pg_notify`` costs two (about a third of an enqueue).
     """
     constant_marks = ", ".join(["%s"] * len(constants))
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and len(ids) > 1:
         statement = (
             f"{insert} SELECT u.*, {constant_marks} FROM "
             "unnest(%s::uuid[], %s::jsonb[], %s::jsonb[]) AS u(id, args, kwargs)"
@@ -117,7 +118,11 @@ def insert_varying_rows(
     params: list[Any] = []
     for values in zip(ids, args_json, kwargs_json, strict=True):
         params += (*values, *constants)
-    cursor.execute(f"{insert} VALUES " + ", ".join([row] * len(ids)), params)
+    statement = f"{insert} VALUES " + ", ".join([row] * len(ids))
+    if connection.vendor == "postgresql" and wake is not None:  # one row (an enqueue)
+        statement = f"WITH inserted AS ({statement}) SELECT pg_notify(%s, %s)"
+        params += [NOTIFY_CHANNEL, wake]
+    cursor.execute(statement, params)
 
 
 def update_varying_rows(
