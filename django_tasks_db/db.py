@@ -263,12 +263,13 @@ def skip_locked_problem(connection: BaseDatabaseWrapper) -> str | None:
 
 def heads_in_one_query(
     queryset: QuerySet[Any], column: str, values: Sequence[str], limit: int
-) -> list[Any] | None:
-    """The first ``limit`` rows of ``queryset`` for each of ``values`` of ``column``,
-    in one statement where the database can (PostgreSQL: ``unnest`` of the values,
-    ``CROSS JOIN LATERAL`` the query for one value; the query's own ``FOR UPDATE
-    SKIP LOCKED``, order and index hold in each). None elsewhere: the caller sends
-    one query per value. Rows come grouped by value, each group in the query's order.
+) -> tuple[str, list[Any]] | None:
+    """SQL and parameters that read the first ``limit`` rows of ``queryset`` for
+    each of ``values`` of ``column`` in one statement, where the database can
+    (PostgreSQL: ``unnest`` of the values, ``CROSS JOIN LATERAL`` the query for one
+    value; the query's own ``FOR UPDATE SKIP LOCKED``, order and index hold in
+    each). None elsewhere: the caller sends one query per value. Rows come grouped
+    by value, each group in the query's order; run it with the model's ``raw()``.
 
     A worker serving three queues claims with one round trip where it took three.
     """
@@ -282,8 +283,7 @@ def heads_in_one_query(
         f"SELECT picked.* FROM unnest(%s::text[]) AS {alias}(value) "
         f"CROSS JOIN LATERAL ({inner}) AS picked"
     )
-    manager = queryset.model._default_manager.db_manager(queryset.db)
-    return list(manager.raw(sql, [list(values), *params]))
+    return sql, [list(values), *params]
 
 
 def sqlite_without_immediate_mode(connection: BaseDatabaseWrapper) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Collection
+from typing import Any
 
 from django.db.models import F, QuerySet
 
@@ -117,23 +119,22 @@ def _lock_ready(
     how many were failed for their content. Each row carries ``db_now``, the
     database's time.
     """
-    ready = Task.objects.using(using).ready().unpaused(paused)
-    if full is not None and full.concurrency_groups:
-        ready = ready.exclude(concurrency_group__in=sorted(full.concurrency_groups))
-    if full is not None and full.rate_groups:
-        ready = ready.exclude(rate_group__in=sorted(full.rate_groups))
-    claimable = (
-        ready.in_claim_order().select_for_update(skip_locked=True).annotate(db_now=DatabaseNow())
-    )
+    concurrency = tuple(sorted(full.concurrency_groups)) if full is not None else ()
+    rate = tuple(sorted(full.rate_groups)) if full is not None else ()
     if domains is None:
+        ready = Task.objects.using(using).ready().unpaused(paused)
         domains = list(ready.order_by().values_list("queue_name", flat=True).distinct())
     rejected = 0
-    try:
-        heads = heads_in_one_query(claimable, "queue_name", domains, limit)
-    except (ValueError, TypeError, KeyError):  # a row Django cannot read: found below
-        heads = None
+    heads: list[Task] | None = None
+    query = _one_statement(using, tuple(domains), tuple(sorted(paused)), limit, concurrency, rate)
+    if query is not None:
+        try:
+            heads = list(Task.objects.db_manager(using).raw(*query))
+        except (ValueError, TypeError, KeyError):  # a row Django cannot read: found below
+            heads = None
     if heads is None:  # one query per queue
         heads = []
+        claimable = _claimable(using, paused, concurrency, rate)
         for domain in domains:
             for row in _read(claimable.filter(queue_name=domain), using, limit):
                 if row is _REJECTED:
@@ -148,6 +149,38 @@ def _lock_ready(
         else:
             good.append(row)
     return good, rejected
+
+
+def _claimable(
+    using: str, paused: Collection[str], concurrency: Collection[str], rate: Collection[str]
+) -> QuerySet[Task]:
+    """Ready rows outside the paused queues and the full flow groups, locked as read
+    (skipping rows locked by others), in claim order, with the database's time."""
+    ready = Task.objects.using(using).ready().unpaused(paused)
+    if concurrency:
+        ready = ready.exclude(concurrency_group__in=list(concurrency))
+    if rate:
+        ready = ready.exclude(rate_group__in=list(rate))
+    return ready.in_claim_order().select_for_update(skip_locked=True).annotate(db_now=DatabaseNow())
+
+
+@functools.lru_cache(maxsize=256)
+def _one_statement(
+    using: str,
+    domains: tuple[str, ...],
+    paused: tuple[str, ...],
+    limit: int,
+    concurrency: tuple[str, ...],
+    rate: tuple[str, ...],
+) -> tuple[str, tuple[Any, ...]] | None:
+    """The statement that reads every queue's head at once, where there is one
+    (``db.heads_in_one_query``). Compiled once per shape: building and compiling
+    the query cost more of the worker's time than the database took to run it
+    (its times are the database's clock, so the text never goes stale)."""
+    query = heads_in_one_query(
+        _claimable(using, paused, concurrency, rate), "queue_name", domains, limit
+    )
+    return None if query is None else (query[0], tuple(query[1]))
 
 
 def _claim_order(row: Task) -> tuple[int, object]:
