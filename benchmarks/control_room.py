@@ -47,7 +47,8 @@ PG_FILL = """
 INSERT INTO django_tasks_db_task (
     id, task_path, backend_name, queue_name, priority, status, args, kwargs,
     return_value, available_at, enqueued_at, started_at, last_attempted_at, finished_at,
-    attempts, snoozes, losses, max_attempts, errors, worker_ids, log)
+    attempts, snoozes, losses, max_attempts, errors, worker_ids, log,
+    unique_while, after_failure, parents)
 SELECT
     md5(i::text || clock_timestamp()::text)::uuid,
     (ARRAY['tests.testapp.tasks.add', 'tests.testapp.tasks.send_email',
@@ -64,7 +65,7 @@ SELECT
     CASE WHEN i % 50 = 0 THEN '[{"exception_class_path": "builtins.ValueError",
         "traceback": "Traceback ...\\nValueError: boom", "attempt": 1}]'::jsonb
         ELSE '[]'::jsonb END,
-    '[]', ''
+    '[]', '', '', '', '[]'
 FROM (
     SELECT i, CASE
         WHEN i <= {ready} THEN now() - (i || ' seconds')::interval
@@ -82,7 +83,8 @@ SERIES_FILL = """
 INSERT INTO django_tasks_db_task (
     id, task_path, backend_name, queue_name, priority, status, args, kwargs,
     return_value, available_at, enqueued_at, started_at, last_attempted_at, finished_at,
-    attempts, snoozes, losses, max_attempts, errors, worker_ids, log)
+    attempts, snoozes, losses, max_attempts, errors, worker_ids, log,
+    unique_while, after_failure, parents)
 SELECT
     {uuid},
     CASE i % 3 WHEN 0 THEN 'tests.testapp.tasks.add' WHEN 1 THEN 'tests.testapp.tasks.send_email'
@@ -98,7 +100,7 @@ SELECT
     CASE WHEN i <= {ready} THEN 0 ELSE 1 END, 0, 0, 1,
     CASE WHEN i % 50 = 0 THEN '[{"exception_class_path": "builtins.ValueError",
         "traceback": "Traceback ... ValueError: boom", "attempt": 1}]' ELSE '[]' END,
-    '[]', ''
+    '[]', '', '', '', '[]'
 FROM (
     SELECT i, CASE
         WHEN i <= {ready} THEN i
