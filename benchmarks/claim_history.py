@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from benchmarks.ours import add_calls, drain_ready, enqueue_many
 from benchmarks.report import Figures
 from django_tasks_db.models import Task
+from django_tasks_db.worker.claim import claim_statement
 from tests.testapp import tasks
 
 SMALL_HISTORY = 10_000
@@ -56,8 +57,21 @@ def claim_queryset(one_queue: bool) -> Any:
 def explain(one_queue: bool) -> Plan:
     """EXPLAIN (SQLite: EXPLAIN QUERY PLAN) of the claim query, without running it."""
     queryset = claim_queryset(one_queue)
-    with transaction.atomic(), connection.cursor() as cursor:  # FOR UPDATE needs one
+    with transaction.atomic():  # FOR UPDATE needs one
         sql, params = queryset.query.get_compiler(connection=connection).as_sql()
+    return explain_sql(sql, params)
+
+
+def statement_over_queues() -> tuple[str, tuple[Any, ...]] | None:
+    """What a worker serving the three test queues sends where the database reads
+    them in one statement (PostgreSQL: ``claim.claim_statement``), else None."""
+    with transaction.atomic():
+        return claim_statement(connection.alias, ("default", "emails", "reports"), (), 1, (), ())
+
+
+def explain_sql(sql: str, params: Any) -> Plan:
+    """The plan of ``sql`` (a claim query), read in a transaction: FOR UPDATE needs one."""
+    with transaction.atomic(), connection.cursor() as cursor:
         prefix = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
         cursor.execute(prefix + sql, params)
         columns = [column[0].lower() for column in cursor.description]
@@ -106,6 +120,8 @@ def drain_beside(history: int, ready: int) -> tuple[float, dict[str, Plan]]:
     enqueue_many(tasks.add, add_calls(ready))
     analyze()
     plans = {"all queues": explain(one_queue=False), "one queue": explain(one_queue=True)}
+    if (statement := statement_over_queues()) is not None:
+        plans["three queues in one statement"] = explain_sql(*statement)
     steady, _wall = drain_ready(ready, PROCESSES)
     return steady, plans
 
@@ -122,9 +138,9 @@ def claim_figures(rows: int, ready: int) -> tuple[Figures, dict[str, Plan]]:
     figures.add(
         "claim.ratio", f"  ratio {rows:,} / {SMALL_HISTORY:,} finished rows", big / small, "x"
     )
-    worker_query = "one queue"
+    worker_queries = {"one queue", "three queues in one statement"}
     for variant, plan in plans.items():
-        runs = " (runworker's query)" if variant == worker_query else ""
+        runs = " (runworker's query)" if variant in worker_queries else ""
         figures.add(
             f"claim.plan.{variant.replace(' ', '_')}",
             f"claim plan, {variant}{runs}",

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from benchmarks import bench, claim_history, control_room, ours, report
 from django_tasks_db.models import Task
@@ -52,6 +53,10 @@ def test_claim_plan_is_read_on_this_database() -> None:
         plan = claim_history.explain(one_queue)
         assert plan.lines and plan.query.startswith("SELECT")
         assert plan.verdict()
+    statement = claim_history.statement_over_queues()
+    assert (statement is not None) == (connection.vendor == "postgresql")
+    if statement is not None:
+        assert claim_history.explain_sql(*statement).verdict() == "index scan, no sort"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -126,7 +126,7 @@ def _lock_ready(
         domains = list(ready.order_by().values_list("queue_name", flat=True).distinct())
     rejected = 0
     heads: list[Task] | None = None
-    query = _one_statement(using, tuple(domains), tuple(sorted(paused)), limit, concurrency, rate)
+    query = claim_statement(using, tuple(domains), tuple(sorted(paused)), limit, concurrency, rate)
     if query is not None:
         try:
             heads = list(Task.objects.db_manager(using).raw(*query))
@@ -165,7 +165,7 @@ def _claimable(
 
 
 @functools.lru_cache(maxsize=256)
-def _one_statement(
+def claim_statement(
     using: str,
     domains: tuple[str, ...],
     paused: tuple[str, ...],
