@@ -155,9 +155,13 @@ def admit(rows: list[TaskRow], using: str) -> tuple[list[TaskRow], Refused]:
         .select_for_update()
         .values_list("key", flat=True)
     )
-    now = database_time(using)  # read under the locks: after every earlier claim's starts
-    refused.now = now
     running = _running_counts(using, rows)
+    # Read under the locks (after every earlier claim's starts) and after the count:
+    # a run the count saw finished has its finished_at before this start. Read
+    # first, an outcome committed between the two reads let the next run of the
+    # group start (by its started_at) a few milliseconds before the last one ended.
+    now = database_time(using)
+    refused.now = now
     started = _recent_starts(using, rows, now)
     admitted: list[TaskRow] = []
     starts: list[Any] = []

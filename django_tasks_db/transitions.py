@@ -207,9 +207,12 @@ class ClaimClock:
     clock: the claimed run's times on the database's clock without a round trip."""
 
     def __init__(self, database_time: datetime, since: float | None = None) -> None:
-        """``since``: ``time.monotonic()`` just before the query that read
-        ``database_time`` (default: now); a clock started after the claim's commit
-        would put every time of the run early by the claim's length."""
+        """``since``: ``time.monotonic()`` as soon as the query that read
+        ``database_time`` returned (default: now). Times run early by at most that
+        query's return trip, never late: a run's ``finished_at`` must not pass the
+        start of a run claimed after its outcome was stored (a concurrency group's
+        next task). A clock started after the claim's commit ran early by the whole
+        claim (several milliseconds)."""
         self._at = database_time
         self._since = time.monotonic() if since is None else since
 

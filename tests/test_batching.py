@@ -1,6 +1,7 @@
 """Batched claims and completions, driven in process: claim order, fencing, signals,
 what a stop gives back, and how few queries a busy worker makes."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -8,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from django_tasks_db import signals
+from django_tasks_db.db import database_time
 from django_tasks_db.framework import task_finished
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.models import Worker as WorkerRow
@@ -67,6 +69,23 @@ def test_a_claim_reads_the_heads_of_every_queue_it_serves_in_claim_order() -> No
     # The row locked beyond the limit was let go at commit: the next claim takes it.
     again = claim_batch(worker, ["default", "emails"], "default", limit=5)
     assert [str(r.pk) for r in again] == [low.id]
+
+
+def test_a_claims_clock_never_runs_ahead_of_the_database() -> None:
+    """A run's times come from its claim's clock: a finished_at later than the
+    database's time would let a concurrency group's next run seem to start before
+    it ended. Never ahead; behind by no more than the claim's return trip."""
+    enqueue_adds(10)
+    worker = WorkerFactory()
+    slack = timedelta(milliseconds=1 if connection.vendor == "sqlite" else 0)  # ms text
+    for _ in range(5):
+        before = database_time("default")
+        (row,) = claim_batch(worker, ["default", "emails", "reports"], "default", limit=1)
+        estimate = row.claim_clock.now()  # type: ignore[attr-defined]
+        after = database_time("default")
+        assert before - slack <= row.started_at <= after + slack
+        assert estimate <= after + slack
+        assert after - estimate < timedelta(seconds=1)
 
 
 def test_a_burst_runs_every_task_once_and_signals_each_once() -> None:

@@ -215,7 +215,7 @@ def test_succeed_many_on_postgresql_is_one_statement(vendor) -> None:
 
 def test_a_claim_clock_runs_from_the_query_that_read_the_time() -> None:
     """A clock started after the claim's commit put a run's times early by the
-    claim's length; ``since`` is taken just before the query."""
+    claim's length; ``since`` is taken as soon as the query returned."""
     read = timezone.now()
     started_before = transitions.ClaimClock(read, since=time.monotonic() - 2.0)
     assert started_before.now() - read >= timedelta(seconds=2)

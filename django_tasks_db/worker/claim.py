@@ -54,8 +54,8 @@ def claim_batch(
     full = flow.Refused([], set(), set())  # groups at their limit: looked past
     with locking_transaction(using):
         for _ in range(MAX_REJECTS_PER_CLAIM):
-            began = time.monotonic()  # the clock of the runs starts with the query
             rows, rejected = _lock_ready(using, domains, paused, limit, full)
+            read = time.monotonic()  # the time the rows carry was read before this
             rows, refused = flow.admit(rows, using)
             if not rows:
                 if rejected or refused.rows:  # look again, past those rows' groups
@@ -64,7 +64,7 @@ def claim_batch(
                     continue
                 return []
             if refused.now is not None:  # flow read the time after the locks: from then
-                now, began = refused.now, time.monotonic()
+                now, read = refused.now, time.monotonic()
             else:
                 now = rows[0].db_now  # type: ignore[attr-defined]  # _lock_ready's annotation
             # Counts as a heartbeat: a worker busy claiming is never mistaken for a dead one.
@@ -75,7 +75,7 @@ def claim_batch(
             ):
                 raise WorkerDeclaredDead(worker.name)  # rolls the claim back
             transitions.claim(rows, worker, now)
-            clock = ClaimClock(now, began)  # one for the batch: right for the last row too
+            clock = ClaimClock(now, read)  # one for the batch: right for the last row too
             for row in rows:
                 row.claim_clock = clock  # type: ignore[attr-defined]  # see execute._claim_clock
             return rows
