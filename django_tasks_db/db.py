@@ -103,23 +103,20 @@ def insert_varying_rows(
     where a separate ``pg_notify`` costs two (about a third of an enqueue).
     """
     constant_marks = ", ".join(["%s"] * len(constants))
+    params: list[Any]
     if connection.vendor == "postgresql" and len(ids) > 1:
         statement = (
             f"{insert} SELECT u.*, {constant_marks} FROM "
             "unnest(%s::uuid[], %s::jsonb[], %s::jsonb[]) AS u(id, args, kwargs)"
         )
-        arrays = [*constants, ids, args_json, kwargs_json]
-        if wake is not None:
-            statement = f"WITH inserted AS ({statement}) SELECT pg_notify(%s, %s)"
-            arrays += [NOTIFY_CHANNEL, wake]
-        cursor.execute(statement, arrays)
-        return
-    row = f"(%s, %s, %s, {constant_marks})" if constants else "(%s, %s, %s)"
-    params: list[Any] = []
-    for values in zip(ids, args_json, kwargs_json, strict=True):
-        params += (*values, *constants)
-    statement = f"{insert} VALUES " + ", ".join([row] * len(ids))
-    if connection.vendor == "postgresql" and wake is not None:  # one row (an enqueue)
+        params = [*constants, ids, args_json, kwargs_json]
+    else:
+        row = f"(%s, %s, %s, {constant_marks})" if constants else "(%s, %s, %s)"
+        statement = f"{insert} VALUES " + ", ".join([row] * len(ids))
+        params = []
+        for values in zip(ids, args_json, kwargs_json, strict=True):
+            params += (*values, *constants)
+    if connection.vendor == "postgresql" and wake is not None:
         statement = f"WITH inserted AS ({statement}) SELECT pg_notify(%s, %s)"
         params += [NOTIFY_CHANNEL, wake]
     cursor.execute(statement, params)
