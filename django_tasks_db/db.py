@@ -23,6 +23,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Func, JSONField, Model, Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
+from django.db.models.lookups import Exact
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
@@ -54,6 +55,24 @@ class DatabaseNow(Now):
 
     def as_mysql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
         return self.as_sql(compiler, connection, template="UTC_TIMESTAMP(6)", **extra_context)
+
+
+class Recheck(Exact):
+    """``status__recheck=value``: equality checked on rows found by their keys, which
+    no index may serve. PostgreSQL writes it ``IS NOT DISTINCT FROM``: with ``=``,
+    statistics taken before a burst of ready tasks (few READY rows, they said) led
+    the planner to read every READY entry of a status index, dead ones included,
+    for a batch of a hundred keys. (Registered on ``Task.status``.)"""
+
+    lookup_name = "recheck"
+
+    def get_rhs_op(self, connection: Any, rhs: str) -> Any:
+        return connection.operators["exact"] % rhs  # elsewhere plain equality
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} IS NOT DISTINCT FROM {rhs}", [*lhs_params, *rhs_params]
 
 
 #: The database's current time in UTC, as one SELECT per vendor (see ``database_time``).
@@ -183,19 +202,24 @@ def update_fenced_rows(
     rows: list[tuple[Any, ...]],
     fence: tuple[str, str, Any],
     announce: bool,
-) -> set[Any] | None:
+    referenced_by: tuple[type[Model], str] | None = None,
+) -> dict[Any, bool] | None:
     """``update_varying_rows`` that fences each row itself, in one statement, on
     PostgreSQL; None elsewhere (the caller locks the rows first, then updates them).
 
     ``rows`` are (id, token, value, ...): a row is changed only while its
     ``fence[0]`` column still holds that token and ``fence[1]`` still equals
     ``fence[2]`` (a claim token and RUNNING); ``columns`` name the key and values
-    without the token. Returns the ids changed and, with ``announce``, NOTIFYs them
-    on ``FINISHED_CHANNEL`` in the same statement. Alone in autocommit this is one
-    round trip where locking first costs five (BEGIN, SELECT … FOR UPDATE, UPDATE,
-    NOTIFY, COMMIT): it is the idle worker's path from a task's end to its result.
+    without the token. Returns the ids changed, each with whether a row of
+    ``referenced_by`` (a model and its column) names it (False without one) and,
+    with ``announce``, NOTIFYs them on ``FINISHED_CHANNEL`` in the same statement.
+    Alone in autocommit this is one round trip where locking first costs five (BEGIN,
+    SELECT … FOR UPDATE, UPDATE, NOTIFY, COMMIT): it is the idle worker's path from
+    a task's end to its result.
     A row another transaction changes meanwhile is checked again after its lock
     (PostgreSQL re-evaluates the WHERE on the row's newest version).
+
+    The rows are found by key: the status is compared as ``Recheck`` does.
     """
     if connection.vendor != "postgresql":
         return None
@@ -207,12 +231,20 @@ def update_fenced_rows(
     sets = [f"{qn(c)} = %s" for c in constants]
     sets += [f"{qn(name)} = u.{qn(name)}" for name, _ in columns[1:]]
     key = qn(columns[0][0])
+    flag = "false"
+    if referenced_by is not None:
+        other, column = referenced_by
+        flag = (
+            f"EXISTS (SELECT 1 FROM {qn(other._meta.db_table)} "
+            f"WHERE {qn(other._meta.db_table)}.{qn(column)} = {table}.{key})"
+        )
     update = (
         f"UPDATE {table} SET {', '.join(sets)} "
         f"FROM unnest({', '.join(f'%s::{kind}[]' for kind in kinds)}) "
         f"AS u({', '.join(qn(n) for n in names)}) "
         f"WHERE {table}.{key} = u.{key} AND {table}.{qn(token_column)} = u.fence_token "
-        f"AND {table}.{qn(status_column)} = %s RETURNING {table}.{key} AS id"
+        f"AND {table}.{qn(status_column)} IS NOT DISTINCT FROM %s "
+        f"RETURNING {table}.{key} AS id, {flag} AS flagged"
     )
     params: list[Any] = [*constants.values(), *[list(c) for c in zip(*rows, strict=True)]]
     params.append(status)
@@ -221,14 +253,15 @@ def update_fenced_rows(
             f"WITH changed AS ({update}), announced AS (SELECT pg_notify(%s, "
             "string_agg(id::text, ',')) FROM (SELECT id, (row_number() OVER () - 1) / "
             f"{IDS_PER_PAYLOAD} AS part FROM changed) AS parts GROUP BY part) "
-            "SELECT changed.id FROM changed, (SELECT count(*) FROM announced) AS sent"
+            "SELECT changed.id, changed.flagged FROM changed, "
+            "(SELECT count(*) FROM announced) AS sent"
         )
         params.append(FINISHED_CHANNEL)
     else:
         statement = update
     with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
         cursor.execute(statement, params)
-        return {row[0] for row in cursor.fetchall()}
+        return {row[0]: bool(row[1]) for row in cursor.fetchall()}
 
 
 def _adapted(field: Field[Any, Any], value: Any, connection: BaseDatabaseWrapper) -> Any:

@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .arguments import prepare_arguments
 from .cron import Cron, InvalidCron, parse_zone, validate_expression
-from .db import DatabaseNow
+from .db import DatabaseNow, Recheck
 from .exceptions import InvalidTaskArguments, UnknownTaskPath
 from .framework import (
     TASK_MAX_PRIORITY,
@@ -653,6 +653,9 @@ class FlowGroup(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+Task._meta.get_field("status").register_lookup(Recheck)
 
 
 class TaskDependency(models.Model):

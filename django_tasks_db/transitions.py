@@ -53,7 +53,7 @@ from .db import (
     update_varying_rows,
 )
 from .exceptions import InvalidTaskRow, TaskAborted, TaskCancelled, WorkerLost
-from .models import FINISHED_STATUSES, Task, TaskStatus
+from .models import FINISHED_STATUSES, Task, TaskDependency, TaskStatus
 from .retry import Decision, decide
 from .uniqueness import key_after
 
@@ -246,7 +246,8 @@ def claim(rows: Sequence[Task], worker: Worker, now: datetime) -> int:
     The rows of one claim share its token: a row recovered and claimed again gets
     another, which is all a fence needs. ``now`` is the database's time, read by the
     locking query. The rows are locked and were read under the lock, so their
-    counters are written as plain values (equal values collapse into one).
+    counters are written as plain values (equal values collapse into one). The
+    UPDATE finds them by key; their status is only rechecked (``db.Recheck``).
     """
     token = uuid.uuid4()
     for row in rows:
@@ -256,7 +257,7 @@ def claim(rows: Sequence[Task], worker: Worker, now: datetime) -> int:
         row.started_at = row.started_at or now
     changed = _update(
         rows,
-        Q(pk__in=[row.pk for row in rows], status=S.READY),
+        Q(pk__in=[row.pk for row in rows], status__recheck=S.READY),
         {
             "status": S.RUNNING,
             "claim_token": _per_row(rows, lambda r: r.claim_token, "claim_token"),
@@ -303,7 +304,8 @@ def succeed(row: Task, return_value: Any, clock: ClaimClock | None = None) -> st
 def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
     """RUNNING -> SUCCESSFUL for many runs of this worker, ``(row, return value as
     JSON text, finished at)`` each. PostgreSQL: one statement that fences, writes and
-    announces them (``db.update_fenced_rows``); elsewhere one transaction that locks
+    announces them (``db.update_fenced_rows``) and tells which of them have children
+    waiting (only those are settled); elsewhere one transaction that locks
     the rows still under their claim, then writes them with one UPDATE. Returns those
     rows (their instances updated); the others lost their claim and are left alone.
     """
@@ -323,10 +325,12 @@ def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
         [(row.pk, row.claim_token, None if text == "null" else text, at) for row, text, at in runs],
         ("claim_token", "status", S.RUNNING),
         announce=listen_notify_on(using),
+        referenced_by=(TaskDependency, "parent_id"),
     )
     if stored is not None:  # PostgreSQL: fenced, written and announced in one statement
-        _after_success([run for run in runs if run[0].pk in stored], using)
-        return [row for row, _, _ in runs if row.pk in stored]
+        kept = [run for run in runs if run[0].pk in stored]
+        _after_success(kept, using, [pk for pk, has_children in stored.items() if has_children])
+        return [row for row, _, _ in kept]
     with locking_transaction(using):
         mine = set(
             Task.objects.using(using)
@@ -350,10 +354,15 @@ def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
     return [row for row, _, _ in kept]
 
 
-def _after_success(kept: Sequence[tuple[Task, str, datetime]], using: str) -> None:
+def _after_success(
+    kept: Sequence[tuple[Task, str, datetime]], using: str, parents: list[Any] | None = None
+) -> None:
     """Once ``succeed_many``'s write is committed: the waiting children of these
-    runs (no savepoint needed), and the instances made to say what was written."""
-    settle_children([row.pk for row, _, _ in kept], using)
+    runs (of ``parents`` only, when the write told which runs have any; no savepoint
+    needed), and the instances made to say what was written."""
+    parents = [row.pk for row, _, _ in kept] if parents is None else parents
+    if parents:
+        settle_children(parents, using)
     for row, text, at in kept:
         row.status, row.claim_token, row.finished_at = S.SUCCESSFUL, None, at
         row.unique_key = None

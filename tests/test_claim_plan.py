@@ -19,8 +19,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from django_tasks_db import transitions
 from django_tasks_db.models import Task, TaskStatus
-from django_tasks_db.worker.claim import claim_next
+from django_tasks_db.worker.claim import claim_batch, claim_next
 from tests.factories import WorkerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # ANALYZE TABLE commits on MariaDB
@@ -136,3 +137,50 @@ def test_claim_with_a_paused_queue_reads_the_claim_index_in_order(
 ) -> None:
     for sql, params in claim_queries(domains, paused=("emails",)):
         assert_ordered_index_read(sql, params)
+
+
+@pytest.fixture
+def burst(vendor: str) -> list[Task]:
+    """Statistics taken while READY rows were rare (5,000 finished, 20 ready), then
+    a burst of 3,000 ready tasks the statistics have not seen yet; the first 100 are
+    claimed and run by one worker."""
+    if vendor != "postgresql":
+        pytest.skip("the planner that followed stale statistics into a status index")
+    now = timezone.now()
+    Task.objects.bulk_create(
+        [
+            Task(task_path="tests.testapp.tasks.add", status=TaskStatus.SUCCESSFUL, finished_at=now)
+            for _ in range(5000)
+        ]
+        + [Task(task_path="tests.testapp.tasks.add") for _ in range(20)],
+        batch_size=1000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Task._meta.db_table}")
+    Task.objects.bulk_create(
+        [Task(task_path="tests.testapp.tasks.add") for _ in range(3000)], batch_size=1000
+    )
+    return claim_batch(WorkerFactory.create(), ["default"], "default", limit=100)
+
+
+def test_a_batchs_writes_find_their_rows_by_key_after_a_burst(burst: list[Task]) -> None:
+    """The claim's UPDATE and the batched success of 100 rows are planned as key
+    lookups. With ``status = 'READY'`` beside the keys, PostgreSQL took the stale
+    estimate (a few READY rows) and read every READY entry of a status index for each
+    batch: the drain's claims and outcomes ran three to four times slower."""
+    assert len(burst) == 100
+    sent: list[tuple[str, Any]] = []
+
+    def recorder(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if "UPDATE" in sql:
+            sent.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(recorder):
+        transitions.claim(burst[50:], WorkerFactory.create(), timezone.now())  # READY again: none
+        transitions.succeed_many([(row, "3", timezone.now()) for row in burst[:50]])
+    assert len(sent) == 2
+    for sql, params in sent:
+        shown = json.dumps(explain(sql, params), indent=1)
+        indexes = {n.get("Index Name") for n in nodes(explain(sql, params))} - {None}
+        assert indexes <= {"django_tasks_db_task_pkey"}, shown  # a small table may be scanned

@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from django_tasks_db import transitions
+from django_tasks_db import chains, transitions
 from django_tasks_db.conf import BackendOptions
 from django_tasks_db.exceptions import Snooze
-from django_tasks_db.models import Task, TaskStatus
+from django_tasks_db.models import Task, TaskDependency, TaskStatus
 from django_tasks_db.transitions import TABLE, Event
 from tests.factories import TaskFactory, WorkerFactory
 from tests.testapp import tasks
@@ -197,20 +197,27 @@ def test_succeed_many_writes_only_the_runs_still_under_their_claim() -> None:
 
 def test_succeed_many_on_postgresql_is_one_statement(vendor) -> None:
     """The idle worker's path from a task's end to its readable result: fenced,
-    written and announced by one statement (then the read for waiting children)."""
+    written and announced by one statement, which also tells which runs have
+    children waiting; only those are read for their children."""
     if vendor != "postgresql":
         pytest.skip("elsewhere the rows are locked first")
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    rows = [running(), running()]
+    parent, alone = running(), running()
+    child = TaskFactory(available_at=chains.WAITING_AT)
+    chains.add_dependencies(child.pk, [str(parent.pk)], "default")
     with CaptureQueriesContext(connection) as queries:
-        done = transitions.succeed_many([(row, "1", timezone.now()) for row in rows])
-    assert done == rows
-    statements = [q["sql"] for q in queries.captured_queries]
-    update, children = (s for s in statements if "SAVEPOINT" not in s)  # the test's atomic
-    assert "RETURNING" in update and "pg_notify" in update
-    assert "taskdependency" in children
+        done = transitions.succeed_many([(row, "1", timezone.now()) for row in (alone,)])
+    assert done == [alone]
+    (update,) = (q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"])
+    assert "RETURNING" in update and "pg_notify" in update and "taskdependency" in update
+    with CaptureQueriesContext(connection) as queries:
+        assert transitions.succeed_many([(parent, "1", timezone.now())]) == [parent]
+    children = [q["sql"] for q in queries.captured_queries if "taskdependency" in q["sql"]]
+    assert len(children) > 1  # the update's flag, then the children read and settled
+    assert Task.objects.get(pk=child.pk).available_at != chains.WAITING_AT
+    assert not TaskDependency.objects.exists()
 
 
 def test_a_claim_clock_runs_from_the_query_that_read_the_time() -> None:
