@@ -6,7 +6,7 @@ import functools
 import inspect
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from .exceptions import InvalidTaskArguments
 from .framework import normalize_json
@@ -22,10 +22,35 @@ def to_json_text(value: Any, what: str) -> tuple[Any, str]:
     if not value and type(value) in (list, dict):
         return type(value)(), "[]" if type(value) is list else "{}"
     try:
-        text = json.dumps(normalize_json(value), allow_nan=False)
+        text = _encode(value if _native(value) else normalize_json(value))
         return json.loads(text), text
     except (TypeError, ValueError) as exc:
         raise InvalidTaskArguments(f"{what} must be JSON-serialisable: {exc}") from exc
+
+
+#: ``json.dumps(value, allow_nan=False)`` without building an encoder per call.
+_encode = json.JSONEncoder(allow_nan=False).encode
+#: What JSON holds as it is: ``normalize_json`` would return an equal copy.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _native(value: object) -> bool:
+    """Whether ``value`` is made of JSON's own types only (lists, dicts with text
+    keys, text, numbers, booleans, None), which need no ``normalize_json``: most
+    arguments are, and a bulk enqueue checks thousands of them."""
+    pending = [value]
+    while pending:  # no recursion, as in ``storable``
+        item = pending.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is list:
+            pending += cast("list[object]", item)
+        elif kind is dict and all(type(key) is str for key in cast("dict[object, object]", item)):
+            pending += cast("dict[str, object]", item).values()
+        else:
+            return False
+    return True
 
 
 def storable(value: object) -> bool:
@@ -57,23 +82,27 @@ def check_binding(
     func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], takes_context: bool
 ) -> None:
     """Raise when the arguments would not bind to the task function's signature."""
+    problem = _binding_problem(func, takes_context, len(args), tuple(kwargs))
+    if problem is not None:
+        raise InvalidTaskArguments(problem)
+
+
+@functools.lru_cache(maxsize=4096)
+def _binding_problem(
+    func: Callable[..., Any], takes_context: bool, positional: int, names: tuple[str, ...]
+) -> str | None:
+    """Why calls of this shape (how many positional arguments, which keywords) do
+    not bind to ``func``, or None. Binding looks at the shape only, never at the
+    values, so each shape is bound once: a bulk enqueue's calls mostly share one."""
     try:
-        signature = _signature(func)
+        signature = inspect.signature(func)
     except (TypeError, ValueError):  # builtins without a signature: nothing to check
-        return
-    leading = (None,) if takes_context else ()
+        return None
     try:
-        signature.bind(*leading, *args, **kwargs)
+        signature.bind(*[None] * (positional + takes_context), **dict.fromkeys(names))
     except TypeError as exc:
-        raise InvalidTaskArguments(
-            f"Arguments do not match {func.__qualname__}{signature}: {exc}"
-        ) from exc
-
-
-@functools.lru_cache(maxsize=1024)
-def _signature(func: Callable[..., Any]) -> inspect.Signature:
-    """``inspect.signature``, once per task function: it costs more than the binding."""
-    return inspect.signature(func)
+        return f"Arguments do not match {func.__qualname__}{signature}: {exc}"
+    return None
 
 
 class PreparedArguments(NamedTuple):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from asgiref.sync import sync_to_async
@@ -21,11 +22,11 @@ from django.core import checks
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import chains
+from . import bulk, chains
 from .arguments import PreparedArguments, prepare_arguments_json
 from .bulk import Call, call_pairs, insert_row, insert_rows, prepare_calls
 from .conf import BackendOptions
-from .db import wakes_by_notify
+from .db import pipelined, wakes_by_notify
 from .flow import keyed, row_fields
 from .framework import (
     BaseTaskBackend,
@@ -156,6 +157,27 @@ class DatabaseTask(GenericTask[_P, _R]):
     async def aenqueue_many(self, calls: Iterable[Call]) -> list[TaskResult[_P, _R]]:
         """``enqueue_many`` from async code."""
         return await _database_backend_of(self).aenqueue_many(self, calls)
+
+
+def _enqueued(
+    first: TaskResult[_P, _R], task_id: str, call: PreparedArguments
+) -> TaskResult[_P, _R]:
+    """The result of one row of a bulk enqueue: ``first``'s placement, its own id
+    and arguments."""
+    return TaskResult(
+        task=first.task,
+        id=task_id,
+        status=first.status,
+        enqueued_at=first.enqueued_at,
+        started_at=None,
+        finished_at=None,
+        last_attempted_at=None,
+        args=call.args,
+        kwargs=call.kwargs,
+        backend=first.backend,
+        errors=[],
+        worker_ids=[],
+    )
 
 
 _OWN_FIELDS = {
@@ -315,44 +337,37 @@ class DatabaseBackend(BaseTaskBackend):
         come from ``task`` (``task.using(...)`` first, as with ``enqueue``).
 
         All or nothing: ``validate_task`` once, then each call's arguments exactly as
-        ``enqueue`` checks them, before anything is written; a bad call raises what
-        ``enqueue`` would, prefixed with its index ("Call 3: ..."). The rows go in
-        one INSERT per batch (``bulk.BATCH_ROWS``) on ``DATABASE`` in the caller's
-        transaction, under a savepoint: a failing batch takes the earlier ones
-        with it and leaves the caller's transaction usable. Django's
-        ``task_enqueued`` is sent once per task, idle workers are woken once.
+        ``enqueue`` checks them; a bad call raises what ``enqueue`` would, prefixed
+        with its index ("Call 3: ..."), and nothing is written. The rows go in one
+        INSERT per batch (``bulk.BATCH_ROWS``) on ``DATABASE`` in the caller's
+        transaction, under a savepoint: a failing batch takes the earlier ones with
+        it and leaves the caller's transaction usable. On PostgreSQL the batches are
+        pipelined (``db.pipelined``): each is checked while the server writes the
+        one before. Django's ``task_enqueued`` is sent once per task once all are
+        written; idle workers are woken once.
         """
         self.validate_task(task)
-        calls_json = prepare_calls(task, call_pairs(calls))
-        if not calls_json:
+        pairs = call_pairs(calls)
+        if not pairs:
             return []
         # A key or parents per call: no shared template, so one call at a time, all or nothing.
         if is_unique(task) or keyed(task) or getattr(task, "after", None):
+            calls_json = prepare_calls(task, pairs)
             with transaction.atomic(using=self.database):
                 return [self._enqueue_prepared(task, call)[0] for call in calls_json]
         template = self._row_for(task, [], {})
-        now = template.enqueued_at
-        ids = [uuid.uuid4() for _ in calls_json]
-        with transaction.atomic(using=self.database):
-            insert_rows(template, ids, calls_json, self.database, self._wakes(template))
         first = row_to_result(template, task)  # the placement, built once for all rows
-        results: list[TaskResult[_P, _R]] = [
-            TaskResult(
-                task=first.task,
-                id=str(task_id),
-                status=first.status,
-                enqueued_at=now,
-                started_at=None,
-                finished_at=None,
-                last_attempted_at=None,
-                args=call.args,
-                kwargs=call.kwargs,
-                backend=first.backend,
-                errors=[],
-                worker_ids=[],
-            )
-            for task_id, call in zip(ids, calls_json, strict=True)
-        ]
+        results: list[TaskResult[_P, _R]] = []
+        size = bulk.BATCH_ROWS
+        batch = prepare_calls(task, pairs[:size])  # a bad call here sends nothing
+        with transaction.atomic(using=self.database), pipelined(self.database):
+            for start in range(0, len(pairs), size):
+                if start:
+                    batch = prepare_calls(task, pairs[start : start + size], start)
+                ids = [uuid.uuid4() for _ in batch]
+                wake = self._wakes(template) if start == 0 else None
+                insert_rows(template, ids, batch, self.database, wake)
+                results += map(_enqueued, repeat(first), map(str, ids), batch)
         for result in results:
             send_robustly(task_enqueued, type(self), task_result=result)
         return results

@@ -1,9 +1,11 @@
 """Bulk enqueue: many runs of one task, checked first, written in few INSERTs.
 
-Every call is checked exactly as ``enqueue`` checks it before anything is written,
-so one bad call anywhere in the list leaves the database untouched. The rows then
-go in batches (``BATCH_ROWS`` rows, at most ``BATCH_BYTES`` of arguments each), one
-INSERT per batch, on the backend's database inside the caller's transaction.
+Every call is checked exactly as ``enqueue`` checks it, and one bad call anywhere
+in the list leaves the database untouched. The rows go in batches (``BATCH_ROWS``
+rows, at most ``BATCH_BYTES`` of arguments each), one INSERT per batch, on the
+backend's database inside the caller's transaction, under a savepoint: a batch is
+checked, then written, while on PostgreSQL the server still writes the one before
+(``db.pipelined``); a bad call rolls the written batches back.
 
 The INSERT is written here, not by ``bulk_create``: rows of one call differ only
 in id and arguments, and compiling 10,000 model instances field by field costs
@@ -60,7 +62,7 @@ def call_pairs(calls: Iterable[Call]) -> list[tuple[Sequence[Any], dict[str, Any
             isinstance(call, tuple | list)
             and len(call) == 2
             and isinstance(call[0], tuple | list)
-            and isinstance(call[1], Mapping)
+            and (type(call[1]) is dict or isinstance(call[1], Mapping))  # the ABC is slow
         ):
             raise InvalidTaskArguments(
                 f"Call {index}: expected an (args, kwargs) pair such as ((1, 2), {{}}), "
@@ -71,12 +73,13 @@ def call_pairs(calls: Iterable[Call]) -> list[tuple[Sequence[Any], dict[str, Any
 
 
 def prepare_calls(
-    task: Task[..., Any], pairs: list[tuple[Sequence[Any], dict[str, Any]]]
+    task: Task[..., Any], pairs: list[tuple[Sequence[Any], dict[str, Any]]], start: int = 0
 ) -> list[PreparedArguments]:
     """``prepare_arguments`` for each call, as ``enqueue`` does; the same exception,
-    its message prefixed with the index of the call that failed."""
+    its message prefixed with the index of the call that failed (``pairs`` are the
+    calls from index ``start`` on)."""
     prepared = []
-    for index, (args, kwargs) in enumerate(pairs):
+    for index, (args, kwargs) in enumerate(pairs, start):
         try:
             prepared.append(prepare_arguments_json(task.func, args, kwargs, task.takes_context))
         except InvalidTaskArguments as exc:

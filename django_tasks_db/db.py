@@ -141,6 +141,27 @@ def insert_varying_rows(
     cursor.execute(statement, params)
 
 
+@contextmanager
+def pipelined(using: str) -> Iterator[None]:
+    """Statements sent without waiting for each one's result where the driver can
+    (psycopg 3's pipeline mode on PostgreSQL): a bulk enqueue prepares its next batch
+    while the server writes this one, nearly twice as fast. A statement's error then
+    surfaces at the latest when the block ends, as Django's exception, after the
+    statements before it ran; the caller's ``atomic`` rolls them back. Elsewhere
+    (and with psycopg2) statements run one by one as usual."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    pipeline = getattr(connection.connection, "pipeline", None)
+    if pipeline is None:  # psycopg2
+        yield
+        return
+    with connection.wrap_database_errors, pipeline():
+        yield
+
+
 def update_varying_rows(
     cursor: Any,
     connection: BaseDatabaseWrapper,

@@ -91,6 +91,20 @@ def test_a_bad_call_anywhere_writes_nothing(bad: tuple, message: str) -> None:
     assert not queries.captured_queries and not Task.objects.exists()
 
 
+def test_a_bad_call_in_a_later_batch_rolls_the_earlier_ones_back() -> None:
+    """Batches are checked as they are written (pipelined on PostgreSQL): a bad call
+    after the first batch rolls back what went before; the caller's transaction goes
+    on."""
+    calls = [((i, i), {}) for i in range(7)]
+    calls[5] = ((1,), {"c": 3})
+    with mock.patch.object(bulk, "BATCH_ROWS", 2), transaction.atomic():
+        with pytest.raises(InvalidTaskArguments, match=r"^Call 5: Arguments do not match"):
+            tasks.add.enqueue_many(calls)
+        assert not Task.objects.exists()
+        tasks.add.enqueue(1, 1)
+    assert Task.objects.count() == 1
+
+
 def test_the_same_exception_as_enqueue() -> None:
     with pytest.raises(InvalidTaskArguments) as single:
         tasks.add.enqueue({1, 2}, 3)
@@ -121,7 +135,7 @@ def test_a_failing_batch_takes_the_earlier_ones_with_it() -> None:
         mock.patch("django_tasks_db.backend.uuid.uuid4", side_effect=ids),
         transaction.atomic(),
     ):
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError):  # Django's, from the pipeline too
             tasks.add.enqueue_many([((i, i), {}) for i in range(6)])
         # The savepoint is gone, the caller's transaction carries on.
         assert list(Task.objects.values_list("id", flat=True)) == [taken]
