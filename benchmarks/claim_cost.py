@@ -91,7 +91,8 @@ TABLE = Task._meta.db_table
 COLUMNS = (
     "id, task_path, backend_name, queue_name, priority, status, args, kwargs, "
     "available_at, enqueued_at, started_at, last_attempted_at, finished_at, attempts, "
-    "snoozes, losses, max_attempts, errors, worker_ids, log"
+    "snoozes, losses, max_attempts, errors, worker_ids, log, "
+    "unique_while, after_failure, parents"
 )
 # One INSERT ... SELECT of {rows} rows per vendor; the other fields are SQL in terms
 # of the row number i.
@@ -101,14 +102,14 @@ FILL = {
         SELECT gen_random_uuid(), 'tests.testapp.tasks.add', 'default',
             (ARRAY['default', 'emails', 'reports'])[1 + i % 3], {priority}, {status},
             '[1, 2]', '{{}}', at, {enqueued}, {started}, {started}, {finished}, {attempts},
-            0, 0, 1, '[]', '[]', {log}
+            0, 0, 1, '[]', '[]', {log}, '', '', '[]'
         FROM (SELECT i, {at} AS at FROM generate_series(1, {rows}) AS i) AS series""",
     "mysql": """
         INSERT INTO {table} ({columns})
         SELECT UUID(), 'tests.testapp.tasks.add', 'default',
             ELT(1 + i % 3, 'default', 'emails', 'reports'), {priority}, {status},
             '[1, 2]', '{{}}', at, {enqueued}, {started}, {started}, {finished}, {attempts},
-            0, 0, 1, '[]', '[]', {log}
+            0, 0, 1, '[]', '[]', {log}, '', '', '[]'
         FROM (
             SELECT i, {at} AS at FROM (SELECT seq AS i FROM seq_1_to_{rows}) AS numbers
         ) AS series""",
@@ -119,7 +120,7 @@ FILL = {
         SELECT lower(hex(randomblob(16))), 'tests.testapp.tasks.add', 'default',
             CASE i % 3 WHEN 0 THEN 'default' WHEN 1 THEN 'emails' ELSE 'reports' END,
             {priority}, {status}, '[1, 2]', '{{}}', at, {enqueued}, {started}, {started},
-            {finished}, {attempts}, 0, 0, 1, '[]', '[]', {log}
+            {finished}, {attempts}, 0, 0, 1, '[]', '[]', {log}, '', '', '[]'
         FROM (SELECT i, {at} AS at FROM series)""",
 }
 # The database's time ``seconds`` (SQL in terms of i) before (-) or after (+) now.

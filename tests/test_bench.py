@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from django.db import connection
 
 from benchmarks import bench, claim_history, control_room, ours, report
 from django_tasks_db.models import Task
+from tests.processes import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,6 +72,23 @@ def test_the_history_fill_writes_rows_the_orm_reads() -> None:
     assert len(rows) == 60
     assert sum(row.status == "READY" for row in rows) == 6
     assert {row.status for row in rows} == {"READY", "SUCCESSFUL", "FAILED"}
+
+
+def test_the_claim_cost_benchmark_runs(tmp_path: Path) -> None:
+    """``benchmarks/claim_cost.py`` fills its tables with its own INSERT: tiny sizes
+    on a SQLite file of its own, so that a new NOT NULL column fails here too."""
+    url = f"sqlite:///{tmp_path / 'claims.sqlite3'}"
+    command = [sys.executable, "benchmarks/claim_cost.py", "--finished", "20,40", "--ready", "6"]
+    done = subprocess.run(
+        [*command, "--repeat", "1"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "40 finished: median" in done.stdout
 
 
 @pytest.mark.slow
