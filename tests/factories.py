@@ -1,6 +1,6 @@
 """factory-boy factories for the queue's models."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import factory
@@ -39,19 +39,18 @@ class TaskFactory(factory.django.DjangoModelFactory):
     kwargs = factory.LazyFunction(dict)
     status = TaskStatus.READY
     enqueued_at = factory.LazyFunction(timezone.now)
-    available_at = factory.LazyAttribute(
-        lambda task: task.run_after or whole_milliseconds(task.enqueued_at)
-    )
+    available_at = factory.LazyAttribute(lambda task: task.run_after or due_now(task.enqueued_at))
     run_after = None
 
 
-def whole_milliseconds(at: datetime) -> datetime:
-    """``at`` cut to its millisecond: due by every database's clock once that
-    millisecond began. SQLite's clock (``STRFTIME('%f')``) counts milliseconds and
-    compares as text: a row due at 12.345678 is not due at 12.345, and a test that
-    claimed within the millisecond it made the row found nothing (``enqueue``
-    leaves ``available_at`` to the database's own clock)."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+def due_now(at: datetime) -> datetime:
+    """A millisecond before ``at``: due by every database's clock from ``at`` on.
+    SQLite's clock (``STRFTIME('%f')``) counts milliseconds, and the comparison is
+    of text: a row due at 12.345678 (or 12.345000, as Django writes it) is not due
+    at 12.345. A test that made a row with Python's clock and claimed it within the
+    same millisecond found nothing (``enqueue`` leaves ``available_at`` to the
+    database's own clock, in its own format)."""
+    return at - timedelta(milliseconds=1)
 
 
 class ScheduleFactory(factory.django.DjangoModelFactory):
