@@ -421,6 +421,9 @@ class Task(models.Model):
         return None
 
 
+Task._meta.get_field("status").register_lookup(Recheck)  # status__recheck: see db.Recheck
+
+
 class MissedPolicy(models.TextChoices):
     """What a schedule does with ticks that passed while no scheduler ran."""
 
@@ -653,9 +656,6 @@ class FlowGroup(models.Model):
 
     def __str__(self) -> str:
         return self.key
-
-
-Task._meta.get_field("status").register_lookup(Recheck)
 
 
 class TaskDependency(models.Model):

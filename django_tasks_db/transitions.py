@@ -350,19 +350,17 @@ def succeed_many(runs: Sequence[tuple[Task, str, datetime]]) -> list[Task]:
                     [(row.pk, None if text == "null" else text, at) for row, text, at in kept],
                 )
             notify_finished(using, [row.pk for row, _, _ in kept])  # goes out at commit
-    _after_success(kept, using)
+    _after_success(kept, using, [row.pk for row, _, _ in kept])
     return [row for row, _, _ in kept]
 
 
 def _after_success(
-    kept: Sequence[tuple[Task, str, datetime]], using: str, parents: list[Any] | None = None
+    kept: Sequence[tuple[Task, str, datetime]], using: str, parents: list[Any]
 ) -> None:
-    """Once ``succeed_many``'s write is committed: the waiting children of these
-    runs (of ``parents`` only, when the write told which runs have any; no savepoint
-    needed), and the instances made to say what was written."""
-    parents = [row.pk for row, _, _ in kept] if parents is None else parents
-    if parents:
-        settle_children(parents, using)
+    """Once ``succeed_many``'s write is committed: the waiting children of
+    ``parents`` (those of the kept runs that may have any; no savepoint needed), and
+    the instances made to say what was written."""
+    settle_children(parents, using)
     for row, text, at in kept:
         row.status, row.claim_token, row.finished_at = S.SUCCESSFUL, None, at
         row.unique_key = None
