@@ -44,6 +44,12 @@ MYSQL_SKIP_LOCKED_SINCE = (8, 0, 1)
 MARIADB_SKIP_LOCKED_SINCE = (10, 6)
 
 
+#: What Django raises reading a row whose columns hold what it cannot turn into
+#: Python (written by hand): a bad date in SQLite's text, JSON nested deeper than
+#: Python's ``json`` can follow (jsonb and SQLite take it; ``RecursionError``), ...
+UNREADABLE_ROW = (ValueError, TypeError, KeyError, RecursionError)
+
+
 class DatabaseNow(Now):
     """The database server's current time, in UTC, as an SQL expression.
 
@@ -337,6 +343,15 @@ def heads_in_one_query(
     return sql, [list(values), *params]
 
 
+def claims_in_one_statement(connection: BaseDatabaseWrapper) -> bool:
+    """Whether a claim can lock ready rows, write them RUNNING and fence the worker
+    in one statement (PostgreSQL: data-modifying ``WITH``, see ``worker.claim``).
+    Sent alone in autocommit it is one round trip where the claim in a transaction
+    costs five (BEGIN, SELECT … FOR UPDATE, two UPDATEs, COMMIT): on an idle worker
+    those sit between an enqueue and its task's start."""
+    return connection.vendor == "postgresql"
+
+
 def sqlite_without_immediate_mode(connection: BaseDatabaseWrapper) -> bool:
     """SQLite whose transactions start deferred (the Django default)."""
     if connection.vendor != "sqlite":
@@ -522,6 +537,16 @@ def notify_finished(using: str, task_ids: Sequence[object]) -> None:
         )
 
 
+def update_statement(queryset: QuerySet[Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The UPDATE that ``queryset.update(**values)`` would send, as SQL and parameters,
+    to become part of a larger statement (raises ``EmptyResultSet`` when it would
+    change nothing)."""
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(values)
+    update, params = query.get_compiler(queryset.db).as_sql()
+    return update, list(params)
+
+
 def update_announcing_finished(queryset: QuerySet[Any], values: dict[str, Any]) -> int:
     """``queryset.update(**values)`` that NOTIFYs the ids of the rows it changed on
     ``FINISHED_CHANNEL``, in the same statement (PostgreSQL only).
@@ -532,10 +557,8 @@ def update_announcing_finished(queryset: QuerySet[Any], values: dict[str, Any]) 
     Rows the UPDATE's fence left alone are not announced. Returns the row count.
     """
     using = queryset.db
-    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
-    query.add_update_values(values)
     try:
-        update, params = query.get_compiler(using).as_sql()
+        update, params = update_statement(queryset, values)
     except EmptyResultSet:
         return 0
     connection = connections[using]
@@ -772,3 +795,41 @@ class LastItemText(Func):
             f"THEN JSON_UNQUOTE(JSON_EXTRACT({sql}, {path})) END",
             tuple(params * 4),
         )
+
+
+class AppendKeepingLast(Func):
+    """A JSON list column with ``value`` (text) appended, keeping its last ``keep``
+    items; a column that holds no list is left as it is, for the row's content check
+    to fail it. PostgreSQL only: the claim in one statement (``worker.claim``) writes
+    ``worker_ids`` with it where the claim in a transaction computes it in Python."""
+
+    output_field = JSONField()
+
+    def __init__(self, column: str, value: Any, keep: int) -> None:
+        super().__init__(F(column), value)
+        self.keep = int(keep)
+
+    def as_sql(self, compiler: Any, connection: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotSupportedError(f"AppendKeepingLast is not written for {connection.vendor}.")
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, column_params = compiler.compile(self.source_expressions[0])
+        value, value_params = compiler.compile(self.source_expressions[1])
+        appended = f"({column} || jsonb_build_array(CAST({value} AS text)))"
+        appended_params = [*column_params, *value_params]
+        sql = (
+            f"CASE WHEN jsonb_typeof({column}) IS DISTINCT FROM 'array' THEN {column} "
+            f"WHEN jsonb_array_length({column}) < {self.keep} THEN {appended} "
+            "ELSE (SELECT jsonb_agg(item ORDER BY n) "
+            f"FROM jsonb_array_elements({appended}) WITH ORDINALITY AS items(item, n) "
+            f"WHERE n > jsonb_array_length({column}) + 1 - {self.keep}) END"
+        )
+        params = [
+            *column_params,
+            *column_params,
+            *column_params,
+            *appended_params,
+            *appended_params,
+            *column_params,
+        ]
+        return sql, params

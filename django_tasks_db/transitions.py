@@ -40,10 +40,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
 from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .chains import settle_children
 from .db import (
+    AppendKeepingLast,
     DatabaseNow,
     listen_notify_on,
     locking_transaction,
@@ -270,6 +272,25 @@ def claim(rows: Sequence[Task], worker: Worker, now: datetime) -> int:
     )
     _remember(rows, status=S.RUNNING, worker=worker, last_attempted_at=now)
     return changed
+
+
+def claim_expressions(token: Any, worker: Worker) -> dict[str, Any]:
+    """What ``claim`` writes, as expressions of each row's own columns, for the claim
+    in one statement (PostgreSQL, ``worker.claim``), which locks and writes the rows
+    before any Python has read them. ``token`` is an expression (the statement is
+    compiled once and the token passed each time); times are the statement's own.
+    tests/test_claim_at_once.py checks that both claims leave the same rows."""
+    now = DatabaseNow()
+    return {
+        "status": S.RUNNING,
+        "claim_token": token,
+        "worker_ids": AppendKeepingLast("worker_ids", Value(worker.name), MAX_WORKER_IDS),
+        "attempts": F("attempts") + 1,
+        "started_at": Coalesce("started_at", now),
+        "worker": worker,
+        "last_attempted_at": now,
+        "unique_key": key_after(S.RUNNING),
+    }
 
 
 def adopt_options(row: Task, max_attempts: int, timeout: float | None) -> bool:

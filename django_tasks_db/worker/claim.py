@@ -1,18 +1,31 @@
-"""Claiming: the short transaction that turns one READY row into this worker's RUNNING row."""
+"""Claiming: READY rows become this worker's RUNNING rows, in one statement on
+PostgreSQL (``_claim_at_once``), in a short transaction elsewhere and where a flow
+limit must be checked (``claim_batch``)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import time
-from collections.abc import Collection
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
-from django.db.models import F, QuerySet
+from django.db import connections, transaction
+from django.db.models import BooleanField, F, IntegerField, QuerySet, UUIDField
+from django.db.models.expressions import RawSQL
 
 from .. import flow, transitions
-from ..db import DatabaseNow, heads_in_one_query, locking_transaction
-from ..models import Task, Worker
+from ..db import (
+    UNREADABLE_ROW,
+    DatabaseNow,
+    claims_in_one_statement,
+    heads_in_one_query,
+    locking_transaction,
+    update_statement,
+)
+from ..models import Task, TaskStatus, Worker
 from ..transitions import ClaimClock, TaskId
 
 logger = logging.getLogger("django_tasks_db.worker")
@@ -33,12 +46,16 @@ def claim_batch(
 
     Tasks of the ``paused`` queues are left where they are. ``done`` is how many
     runs the worker finished since its last claim: its counter grows by that much
-    in the same statement as the claim's heartbeat (no write of its own per task).
+    in the same statement as the claim's heartbeat (no write of its own per task);
+    when the claim returns [], they were not counted (the caller's next write does it).
 
     Rows another worker is claiming are skipped, not waited for. The claim gets a
     fresh fencing token: every later write for these runs names it, so a worker that
     lost its claim (declared dead, task re-queued) cannot overwrite the new run.
     A row whose content cannot run (edited by hand) is failed on the spot.
+
+    On PostgreSQL all of this is one statement (``_claim_at_once``); the transaction
+    below runs elsewhere, and when a picked row has a flow limit (``flow.admit``).
 
     Locks are taken in one order: the task rows, then this worker's row, before the
     tasks' foreign key to the worker is written. MariaDB's foreign-key check would
@@ -51,6 +68,10 @@ def claim_batch(
         if not domains:  # every queue it serves is paused
             return []
         paused = ()  # left out of the domains already
+    if claims_in_one_statement(connections[using]):
+        at_once = _claim_at_once(worker, domains, using, paused, limit, done)
+        if at_once is not None:
+            return at_once
     full = flow.Refused([], set(), set())  # groups at their limit: looked past
     with locking_transaction(using):
         for _ in range(MAX_REJECTS_PER_CLAIM):
@@ -90,6 +111,212 @@ def claim_next(
     return rows[0] if rows else None
 
 
+def _claim_at_once(
+    worker: Worker,
+    domains: list[str] | None,
+    using: str,
+    paused: Collection[str],
+    limit: int,
+    done: int,
+) -> list[Task] | None:
+    """``claim_batch`` as one statement in autocommit (``db.claims_in_one_statement``).
+
+    The statement (``_AtOnce``) locks the heads of the queues (skipping locked rows),
+    writes the first ``limit`` RUNNING under a fresh token, and heartbeats the worker
+    row (the same fence as the claim in a transaction: a worker declared dead claims
+    nothing). The locks end with the statement.
+
+    Returns None when a row of a limited flow group is among those the claim would
+    take: the statement then changed nothing, and the claim in a transaction decides
+    (``flow.admit``). A row whose content cannot run is claimed like any other, then
+    failed alone, fenced by the token; a round that claimed only such rows is followed
+    by another, as in the transaction.
+    """
+    if domains is None:
+        domains = _ready_queues(using, paused)
+        if not domains:
+            return []
+    shape = (tuple(domains), tuple(sorted(paused)), limit)
+    statement = _at_once(using, worker.pk, worker.name, *shape)
+    counted = 0  # the runs this worker row now counts (its write adds ``done``)
+    for _ in range(MAX_REJECTS_PER_CLAIM):
+        token = uuid.uuid4()
+        picked, limited, alive, now, claimed = statement.run(token, done - counted)
+        read = time.monotonic()  # the statement's time was read before this
+        if not picked:
+            break
+        if limited:
+            if counted:  # an earlier round counted them: the claim below must not
+                _uncount(worker, counted)
+            return None
+        if not alive:
+            raise WorkerDeclaredDead(worker.name)  # nothing was claimed
+        counted = done
+        rows = [row for raw in claimed if (row := _claimed_row(raw, using, token)) is not None]
+        if rows:
+            clock = ClaimClock(now, read)
+            for row in rows:
+                row.claim_clock = clock  # type: ignore[attr-defined]  # see execute._claim_clock
+            return rows
+    if counted:  # every row claimed was failed: the caller counts ``done`` again
+        _uncount(worker, counted)
+    return []
+
+
+def _uncount(worker: Worker, done: int) -> None:
+    """Take back runs a claim counted that ended up claiming nothing (the caller
+    counts them with its next write); only after rounds of unrunnable rows."""
+    worker.unless_dead().update(tasks_processed=F("tasks_processed") - done)
+
+
+def _claimed_row(raw: Sequence[Any], using: str, token: uuid.UUID) -> Task | None:
+    """The claimed row as an instance; None (the row failed alone, under the claim's
+    token) when a column cannot be read or its content cannot run."""
+    try:
+        row = _read_claimed(raw, using)
+    except UNREADABLE_ROW as exc:  # a column Django cannot even read
+        unreadable = f"Task {raw[0]}: a column cannot be read ({type(exc).__name__}: {exc})."
+        _reject(raw[0], using, unreadable, errors=None, claim_token=token)
+        return None
+    if (problem := row.content_problem()) is not None:
+        _reject(row.pk, using, problem, errors=row.errors, claim_token=token)
+        return None
+    return row
+
+
+def _read_claimed(raw: Sequence[Any], using: str) -> Task:
+    """An instance from a row of ``Task``'s concrete columns, converted as Django
+    converts what it reads (a query that ``raw()`` runs stops at the first bad row)."""
+    connection = connections[using]
+    values = []
+    for value, field in zip(raw, Task._meta.concrete_fields, strict=True):
+        column = field.get_col(Task._meta.db_table)
+        for convert in (
+            *connection.ops.get_db_converters(column),
+            *column.get_db_converters(connection),
+        ):
+            value = convert(value, column, connection)
+        values.append(value)
+    return Task.from_db(using, [field.attname for field in Task._meta.concrete_fields], values)
+
+
+class _Slot:
+    """A parameter of a cached statement, filled in for each run."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_TOKEN, _DONE = _Slot("token"), _Slot("done")
+
+
+class _AtOnce:
+    """The claim in one statement, compiled once per shape (worker, queues, limit).
+
+    ``WITH`` parts, in the order they run (each reads the one before):
+
+    - ``claim_heads``: the queues' heads, locked, skipping locked rows (the claim
+      in a transaction's own query, ``claim_statement``);
+    - ``claim_picked``: the first ``limit`` of them in claim order;
+    - ``claim_gate``: how many, and whether one has a flow limit;
+    - ``claim_worker``: the worker's heartbeat and counter, unless it was declared
+      dead, when rows were picked and none is limited (its row is locked after the
+      tasks', as in the transaction);
+    - ``claim_claimed``: ``transitions.claim_expressions`` written to the picked rows,
+      if the worker's write happened.
+
+    It returns one row per claimed task in claim order, or one row of NULLs, each
+    led by the gate's figures, the worker's fence and the statement's time.
+    """
+
+    def __init__(self, sql: str, params: list[Any], using: str) -> None:
+        self.sql = sql
+        self.params = params
+        self.using = using
+
+    def run(
+        self, token: uuid.UUID, done: int
+    ) -> tuple[int, bool, bool, datetime, list[Sequence[Any]]]:
+        params = [token if p is _TOKEN else done if p is _DONE else p for p in self.params]
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        picked, limited, alive, now = rows[0][:4]
+        claimed = [row[4:] for row in rows if row[4] is not None]
+        return int(picked), bool(limited), bool(alive), now, claimed
+
+
+@functools.lru_cache(maxsize=256)
+def _at_once(
+    using: str,
+    worker_pk: int,
+    worker_name: str,
+    domains: tuple[str, ...],
+    paused: tuple[str, ...],
+    limit: int,
+) -> _AtOnce:
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    quoted = {field.name: qn(field.column) for field in Task._meta.concrete_fields if field.column}
+    columns = {
+        name: quoted[name]
+        for name in ("id", "priority", "available_at", "concurrency_group", "rate_group")
+    }
+    heads = _claimable(using, paused, (), ()).values(*columns)
+    with transaction.atomic(using):  # Django compiles FOR UPDATE only inside one
+        query = heads_in_one_query(heads, "queue_name", domains, limit)
+        if query is None:  # one queue
+            one = heads.filter(queue_name=domains[0])[:limit]
+            sql, params = one.query.get_compiler(using).as_sql()
+            query = sql, list(params)
+    worker = Worker(pk=worker_pk, name=worker_name)
+    worker._state.db = using
+    order = f"{columns['priority']} DESC, {columns['available_at']}"
+    picked = RawSQL("SELECT id FROM claim_picked", ())
+    worker_update = update_statement(
+        worker.unless_dead().filter(
+            RawSQL(
+                "EXISTS (SELECT 1 FROM claim_gate WHERE picked > 0 AND NOT limited)",
+                (),
+                output_field=BooleanField(),
+            )
+        ),
+        {
+            "current_task": RawSQL("(SELECT id FROM claim_picked ORDER BY position LIMIT 1)", ()),
+            "last_heartbeat_at": DatabaseNow(),
+            "tasks_processed": F("tasks_processed") + RawSQL("%s", [_DONE], IntegerField()),
+        },
+    )
+    task_update = update_statement(
+        Task.objects.using(using)
+        .filter(pk__in=picked, status__recheck=TaskStatus.READY)
+        .filter(RawSQL("EXISTS (SELECT 1 FROM claim_worker)", (), output_field=BooleanField())),
+        transitions.claim_expressions(RawSQL("%s", [_TOKEN], UUIDField()), worker),
+    )
+    table = qn(Task._meta.db_table)
+    returning = ", ".join(f"{table}.{column}" for column in quoted.values())
+    sql = (
+        f"WITH claim_heads AS ({query[0]}), "
+        f"claim_picked AS (SELECT {columns['id']} AS id, {columns['concurrency_group']} "
+        f"AS concurrency_group, {columns['rate_group']} AS rate_group, "
+        f"ROW_NUMBER() OVER (ORDER BY {order}) AS position "
+        f"FROM claim_heads ORDER BY {order} LIMIT {int(limit)}), "
+        "claim_gate AS (SELECT COUNT(*) AS picked, COALESCE(BOOL_OR("
+        "concurrency_group IS NOT NULL OR rate_group IS NOT NULL), FALSE) AS limited "
+        "FROM claim_picked), "
+        f"claim_worker AS ({worker_update[0]} RETURNING 1), "
+        f"claim_claimed AS ({task_update[0]} RETURNING {returning}) "
+        "SELECT g.picked, g.limited, EXISTS (SELECT 1 FROM claim_worker), "
+        "STATEMENT_TIMESTAMP(), c.* FROM claim_gate g "
+        "LEFT JOIN claim_claimed c ON TRUE LEFT JOIN claim_picked p ON p.id = c.id "
+        "ORDER BY p.position"
+    )
+    return _AtOnce(sql, [*query[1], *worker_update[1], *task_update[1]], using)
+
+
 class WorkerDeclaredDead(Exception):
     """This worker's row was marked DEAD by a reaper; it must not claim under it."""
 
@@ -122,15 +349,14 @@ def _lock_ready(
     concurrency = tuple(sorted(full.concurrency_groups)) if full is not None else ()
     rate = tuple(sorted(full.rate_groups)) if full is not None else ()
     if domains is None:
-        ready = Task.objects.using(using).ready().unpaused(paused)
-        domains = list(ready.order_by().values_list("queue_name", flat=True).distinct())
+        domains = _ready_queues(using, paused)
     rejected = 0
     heads: list[Task] | None = None
     query = claim_statement(using, tuple(domains), tuple(sorted(paused)), limit, concurrency, rate)
     if query is not None:
         try:
             heads = list(Task.objects.db_manager(using).raw(*query))
-        except (ValueError, TypeError, KeyError):  # a row Django cannot read: found below
+        except UNREADABLE_ROW:  # a row Django cannot read: found below
             heads = None
     if heads is None:  # one query per queue
         heads = []
@@ -149,6 +375,12 @@ def _lock_ready(
         else:
             good.append(row)
     return good, rejected
+
+
+def _ready_queues(using: str, paused: Collection[str]) -> list[str]:
+    """The queues with ready rows now (a worker serving every queue claims from these)."""
+    ready = Task.objects.using(using).ready().unpaused(paused)
+    return list(ready.order_by().values_list("queue_name", flat=True).distinct())
 
 
 def _claimable(
@@ -192,7 +424,7 @@ def _read(claimable: QuerySet[Task], using: str, limit: int) -> list[Task]:
     even read comes back as ``_REJECTED``, already failed (and alone)."""
     try:
         return list(claimable[:limit])
-    except (ValueError, TypeError, KeyError) as exc:  # a column Django cannot even read
+    except UNREADABLE_ROW as exc:  # a column Django cannot even read
         if limit > 1:  # find it: the rows before it are claimed by the next claim
             return _read(claimable, using, 1)
         pk = claimable.values_list("pk", flat=True).first()
@@ -202,8 +434,10 @@ def _read(claimable: QuerySet[Task], using: str, limit: int) -> list[Task]:
         return [_reject(pk, using, unreadable, errors=None)]
 
 
-def _reject(pk: TaskId, using: str, problem: str, errors: object) -> Task:
-    transitions.reject(pk, using, problem, errors=errors)
+def _reject(pk: TaskId, using: str, problem: str, errors: object, claim_token: Any = None) -> Task:
+    """Fail the row alone (``InvalidTaskRow``): READY, or RUNNING under ``claim_token``."""
+    status = TaskStatus.READY if claim_token is None else TaskStatus.RUNNING
+    transitions.reject(pk, using, problem, errors=errors, status=status, claim_token=claim_token)
     logger.error("%s It cannot run; failed it (InvalidTaskRow).", problem)
     return _REJECTED
 
