@@ -8,6 +8,7 @@ claim order without a sort.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,9 @@ from django.db import connection, transaction
 
 from benchmarks.ours import add_calls, drain_ready, enqueue_many
 from benchmarks.report import Figures
+from django_tasks_db.db import claims_in_one_statement
 from django_tasks_db.models import Task
-from django_tasks_db.worker.claim import claim_statement
+from django_tasks_db.worker.claim import at_once_statement, claim_statement
 from tests.testapp import tasks
 
 SMALL_HISTORY = 10_000
@@ -67,6 +69,26 @@ def statement_over_queues() -> tuple[str, tuple[Any, ...]] | None:
     them in one statement (PostgreSQL: ``claim.claim_statement``), else None."""
     with transaction.atomic():
         return claim_statement(connection.alias, ("default", "emails", "reports"), (), 1, (), ())
+
+
+def claim_at_once() -> tuple[str, list[Any]] | None:
+    """What a PostgreSQL worker serving the three test queues sends: the claim in one
+    statement (``claim.at_once_statement``), parameters filled in; None elsewhere."""
+    if not claims_in_one_statement(connection):
+        return None
+    queues = ("default", "emails", "reports")
+    statement = at_once_statement(connection.alias, 0, "bench", queues, (), 1)
+    return statement.sql, statement.parameters(uuid.uuid4(), 0)
+
+
+def heads_part(plan: Plan) -> Plan:
+    """The part of the claim in one statement's plan that reads the queues' heads (its
+    ``claim_heads`` CTE): the rest sorts those few rows, not the table's."""
+    start = next(i for i, line in enumerate(plan.lines) if "CTE claim_heads" in line)
+    end = next(i for i, line in enumerate(plan.lines) if "CTE claim_picked" in line)
+    lines = plan.lines[start:end]
+    text = "\n".join(lines)
+    return Plan(plan.query, lines, "Index Scan" in text, "Sort" in text)
 
 
 def explain_sql(sql: str, params: Any) -> Plan:
@@ -122,6 +144,8 @@ def drain_beside(history: int, ready: int) -> tuple[float, dict[str, Plan]]:
     plans = {"all queues": explain(one_queue=False), "one queue": explain(one_queue=True)}
     if (statement := statement_over_queues()) is not None:
         plans["three queues in one statement"] = explain_sql(*statement)
+    if (at_once := claim_at_once()) is not None:
+        plans["three queues, the claim in one statement"] = heads_part(explain_sql(*at_once))
     steady, _wall = drain_ready(ready, PROCESSES)
     return steady, plans
 
@@ -138,9 +162,12 @@ def claim_figures(rows: int, ready: int) -> tuple[Figures, dict[str, Plan]]:
     figures.add(
         "claim.ratio", f"  ratio {rows:,} / {SMALL_HISTORY:,} finished rows", big / small, "x"
     )
-    worker_queries = {"one queue", "three queues in one statement"}
+    # What runworker sends: on PostgreSQL the claim in one statement (the statement
+    # over three queues when a flow limit is among the heads), elsewhere one query a queue.
+    at_once = "three queues, the claim in one statement"
+    worker_query = at_once if at_once in plans else "one queue"
     for variant, plan in plans.items():
-        runs = " (runworker's query)" if variant in worker_queries else ""
+        runs = " (runworker's query)" if variant == worker_query else ""
         figures.add(
             f"claim.plan.{variant.replace(' ', '_')}",
             f"claim plan, {variant}{runs}",

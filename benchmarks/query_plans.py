@@ -116,7 +116,8 @@ def main() -> None:
             sent: list[tuple[str, Any]] = []
 
             def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-                if sql.lstrip().startswith("SELECT") and TABLE in sql.split(" FROM ", 1)[-1]:
+                reads = sql.lstrip().startswith(("SELECT", "WITH claim_heads"))  # see claim.py
+                if reads and TABLE in sql.split(" FROM ", 1)[-1]:
                     sent.append((sql, params))  # noqa: B023 (run before the next name)
                 return execute(sql, params, many, context)
 

@@ -121,10 +121,10 @@ def _claim_at_once(
 ) -> list[Task] | None:
     """``claim_batch`` as one statement in autocommit (``db.claims_in_one_statement``).
 
-    The statement (``_AtOnce``) locks the heads of the queues (skipping locked rows),
-    writes the first ``limit`` RUNNING under a fresh token, and heartbeats the worker
-    row (the same fence as the claim in a transaction: a worker declared dead claims
-    nothing). The locks end with the statement.
+    The statement (``AtOnceStatement``) locks the heads of the queues (skipping
+    locked rows), writes the first ``limit`` RUNNING under a fresh token, and
+    heartbeats the worker row (the same fence as the claim in a transaction: a worker
+    declared dead claims nothing). The locks end with the statement.
 
     Returns None when a row of a limited flow group is among those the claim would
     take: the statement then changed nothing, and the claim in a transaction decides
@@ -137,7 +137,7 @@ def _claim_at_once(
         if not domains:
             return []
     shape = (tuple(domains), tuple(sorted(paused)), limit)
-    statement = _at_once(using, worker.pk, worker.name, *shape)
+    statement = at_once_statement(using, worker.pk, worker.name, *shape)
     counted = 0  # the runs this worker row now counts (its write adds ``done``)
     for _ in range(MAX_REJECTS_PER_CLAIM):
         token = uuid.uuid4()
@@ -213,7 +213,7 @@ class _Slot:
 _TOKEN, _DONE = _Slot("token"), _Slot("done")
 
 
-class _AtOnce:
+class AtOnceStatement:
     """The claim in one statement, compiled once per shape (worker, queues, limit).
 
     ``WITH`` parts, in the order they run (each reads the one before):
@@ -237,11 +237,15 @@ class _AtOnce:
         self.params = params
         self.using = using
 
+    def parameters(self, token: uuid.UUID, done: int) -> list[Any]:
+        return [token if p is _TOKEN else done if p is _DONE else p for p in self.params]
+
     def run(
         self, token: uuid.UUID, done: int
     ) -> tuple[int, bool, bool, datetime, list[Sequence[Any]]]:
-        params = [token if p is _TOKEN else done if p is _DONE else p for p in self.params]
-        with connections[self.using].cursor() as cursor:
+        params = self.parameters(token, done)
+        connection = connections[self.using]
+        with transaction.mark_for_rollback_on_error(self.using), connection.cursor() as cursor:
             cursor.execute(self.sql, params)
             rows = cursor.fetchall()
         picked, limited, alive, now = rows[0][:4]
@@ -250,14 +254,16 @@ class _AtOnce:
 
 
 @functools.lru_cache(maxsize=256)
-def _at_once(
+def at_once_statement(
     using: str,
     worker_pk: int,
     worker_name: str,
     domains: tuple[str, ...],
     paused: tuple[str, ...],
     limit: int,
-) -> _AtOnce:
+) -> AtOnceStatement:
+    """The claim in one statement for this worker and shape, compiled once (the
+    benchmark EXPLAINs it too)."""
     connection = connections[using]
     qn = connection.ops.quote_name
     quoted = {field.name: qn(field.column) for field in Task._meta.concrete_fields if field.column}
@@ -314,7 +320,7 @@ def _at_once(
         "LEFT JOIN claim_claimed c ON TRUE LEFT JOIN claim_picked p ON p.id = c.id "
         "ORDER BY p.position"
     )
-    return _AtOnce(sql, [*query[1], *worker_update[1], *task_update[1]], using)
+    return AtOnceStatement(sql, [*query[1], *worker_update[1], *task_update[1]], using)
 
 
 class WorkerDeclaredDead(Exception):
