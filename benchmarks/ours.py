@@ -198,11 +198,12 @@ def wait_successful(task_id: str, deadline: float) -> Task:
     return row
 
 
-def latency(samples: int) -> tuple[list[float], list[float]]:
-    """Client-side (enqueue call to SUCCESSFUL seen) and server-side
-    (finished_at - enqueued_at) seconds, one idle warmed-up worker process."""
+def latency(samples: int) -> tuple[list[float], list[float], list[float]]:
+    """Client-side (enqueue call to SUCCESSFUL seen), server-side
+    (finished_at - enqueued_at) and enqueue-call seconds, one idle warmed-up worker
+    process."""
     reset()
-    client, server = [], []
+    client, server, enqueue = [], [], []
     with started("--worker-id", "latency"):
         warmup = tasks.add.enqueue(0, 0)
         wait_successful(warmup.id, time.perf_counter() + 120)
@@ -210,10 +211,11 @@ def latency(samples: int) -> tuple[list[float], list[float]]:
             time.sleep(random.uniform(0.02, 0.06))  # the worker is idle again
             begun = time.perf_counter()
             result = tasks.add.enqueue(i, i)
+            enqueue.append(time.perf_counter() - begun)
             row = wait_successful(result.id, begun + 30)
             client.append(time.perf_counter() - begun)
             server.append((row.finished_at - row.enqueued_at).total_seconds())  # type: ignore[operator]
-    return client, server
+    return client, server, enqueue
 
 
 def latency_section(samples: int) -> Figures:

@@ -32,13 +32,21 @@ def steady_rate(count: int, first_finished: float, last_finished: float) -> floa
     return (count - 1) / span if count > 1 and span > 0 else math.nan
 
 
-def latency_figures(prefix: str, client: Sequence[float], server: Sequence[float]) -> Figures:
-    """p50/p95 in milliseconds of client-side and server-side latencies (seconds)."""
+def latency_figures(
+    prefix: str,
+    client: Sequence[float],
+    server: Sequence[float],
+    enqueue: Sequence[float] = (),
+) -> Figures:
+    """p50/p95 in milliseconds of client-side and server-side latencies (seconds),
+    and of the ``enqueue()`` calls within the client's when they were timed."""
     figures = Figures()
-    sides = (
+    sides = [
         ("", "latency enqueue → SUCCESSFUL seen", client),
         ("server_", "  server side: finished_at - enqueued_at", server),
-    )
+    ]
+    if enqueue:
+        sides.append(("enqueue_", "  of the client's: the enqueue() call", enqueue))
     for key, label, samples in sides:
         for name, fraction in (("p50", 0.5), ("p95", 0.95)):
             milliseconds = percentile(samples, fraction) * 1000

@@ -97,7 +97,8 @@ def test_drain_latency_and_io_sections_with_real_workers(monkeypatch: pytest.Mon
     monkeypatch.setattr(ours, "POLL_INTERVAL", "0.05")
     steady, wall = ours.drain(30, processes=1)
     assert steady > 0 and wall > 0
-    client, server = ours.latency(samples=2)
-    assert len(client) == len(server) == 2 and min(client) > 0
+    client, server, enqueue = ours.latency(samples=2)
+    assert len(client) == len(server) == len(enqueue) == 2 and min(client) > 0
+    assert all(0 < call <= whole for call, whole in zip(enqueue, client, strict=True))
     io = ours.io_figures(count=20, seconds=0.01).rows[0]
     assert io.text == "n/a (no --concurrency)" if not ours.has_concurrency() else io.value
