@@ -50,6 +50,11 @@ MARIADB_SKIP_LOCKED_SINCE = (10, 6)
 UNREADABLE_ROW = (ValueError, TypeError, KeyError, RecursionError)
 
 
+def unreadable_row(pk: object, exc: BaseException) -> str:
+    """The ``InvalidTaskRow`` message for a row that raised ``UNREADABLE_ROW``."""
+    return f"Task {pk}: a column cannot be read ({type(exc).__name__}: {exc})."
+
+
 class DatabaseNow(Now):
     """The database server's current time, in UTC, as an SQL expression.
 

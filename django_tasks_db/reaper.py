@@ -32,7 +32,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q, Value
 
 from . import chains, transitions
-from .db import UNREADABLE_ROW, DatabaseNow, locking_transaction
+from .db import UNREADABLE_ROW, DatabaseNow, locking_transaction, unreadable_row
 from .exceptions import WorkerLost
 from .local_processes import runs_here
 from .models import LIVE_WORKER_STATUSES, Task, TaskStatus, Worker
@@ -195,7 +195,7 @@ def _recover(pk: TaskId, using: str, options: BackendOptions) -> bool:
             status_before = task.status
             changed = transitions.lose([task], "its worker stopped heartbeating", options)
     except UNREADABLE_ROW as exc:  # a column that cannot be read
-        problem = f"Task {pk}: a column cannot be read ({type(exc).__name__}: {exc})."
+        problem = unreadable_row(pk, exc)
         logger.error("%s Its worker is gone; failing it (InvalidTaskRow).", problem)
         return transitions.reject(pk, using, problem, status=TaskStatus.RUNNING)
     except DatabaseError as exc:  # e.g. its errors grew past what the database takes

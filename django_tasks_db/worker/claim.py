@@ -23,6 +23,7 @@ from ..db import (
     claims_in_one_statement,
     heads_in_one_query,
     locking_transaction,
+    unreadable_row,
     update_statement,
 )
 from ..models import Task, TaskStatus, Worker
@@ -177,8 +178,7 @@ def _claimed_row(raw: Sequence[Any], statement: AtOnceStatement, token: uuid.UUI
     try:
         row = statement.instance(raw)
     except UNREADABLE_ROW as exc:  # a column Django cannot even read
-        unreadable = f"Task {raw[0]}: a column cannot be read ({type(exc).__name__}: {exc})."
-        _reject(raw[0], using, unreadable, errors=None, claim_token=token)
+        _reject(raw[0], using, unreadable_row(raw[0], exc), errors=None, claim_token=token)
         return None
     if (problem := row.content_problem()) is not None:
         _reject(row.pk, using, problem, errors=row.errors, claim_token=token)
@@ -440,8 +440,7 @@ def _read(claimable: QuerySet[Task], using: str, limit: int) -> list[Task]:
         pk = claimable.values_list("pk", flat=True).first()
         if pk is None:
             return []
-        unreadable = f"Task {pk}: a column cannot be read ({type(exc).__name__}: {exc})."
-        return [_reject(pk, using, unreadable, errors=None)]
+        return [_reject(pk, using, unreadable_row(pk, exc), errors=None)]
 
 
 def _reject(pk: TaskId, using: str, problem: str, errors: object, claim_token: Any = None) -> Task:
