@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from .framework import (
     TaskResult,
 )
 from .framework import Task as DjangoTask
+from .json_columns import UnreadableJSON
 from .models import LIVE_WORKER_STATUSES, Queue, Task, TaskStatus, Worker
 from .task_paths import import_task_modules, may_import, resolve_task
 
@@ -59,9 +61,10 @@ def tasks_by_id(ids: Iterable[str], using: str) -> list[Task]:
     rows = []
     for raw in ids:
         try:
-            row = Task.objects.using(using).filter(pk=str(raw).strip()).first()
-        except Exception as exc:  # a malformed UUID: ValidationError or ValueError
+            pk = uuid.UUID(str(raw).strip())
+        except ValueError as exc:
             raise ControlError(_("%(id)r is not a task id.") % {"id": raw}) from exc
+        row = Task.objects.using(using).filter(pk=pk).first()
         if row is None:
             raise ControlError(_("No task with id %(id)s.") % {"id": raw})
         rows.append(row)
@@ -145,12 +148,21 @@ def abort(rows: Sequence[Task]) -> int:
 
 
 def run_again(rows: Sequence[Task]) -> list[TaskResult[..., Any]]:
-    """A new task with each row's path, arguments, queue and priority."""
+    """A new task with each row's path, arguments, queue and priority; arguments a
+    hand-edited row holds that are not a list and an object are refused as
+    ``enqueue`` refuses them, never replaced by empty ones."""
+    for row in rows:
+        for column in ("args", "kwargs"):
+            if isinstance(value := getattr(row, column), UnreadableJSON):
+                raise ControlError(
+                    _("Task %(id)s: its %(column)s cannot be read (%(reason)s).")
+                    % {"id": row.pk, "column": column, "reason": value.reason}
+                )
     return [
         enqueue(
             row.task_path,
-            transitions.as_list(row.args),
-            row.kwargs if isinstance(row.kwargs, dict) else {},
+            row.args,
+            row.kwargs,
             backend=row.backend_name,
             queue=row.queue_name,
             priority=row.priority,

@@ -32,6 +32,7 @@ from .framework import (
     task_backends,
 )
 from .framework import Task as DjangoTask
+from .json_columns import TolerantJSONField, UnreadableJSON
 from .task_paths import resolve_task
 from .validation import placement_problem
 
@@ -193,9 +194,9 @@ class Task(models.Model):
     status = models.CharField(
         _("status"), max_length=10, choices=TaskStatus.choices, default=TaskStatus.READY
     )
-    args = models.JSONField(_("args"), default=list, blank=True)
-    kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
-    return_value = models.JSONField(_("return value"), null=True, blank=True)
+    args = TolerantJSONField(_("args"), default=list, blank=True)
+    kwargs = TolerantJSONField(_("kwargs"), default=dict, blank=True)
+    return_value = TolerantJSONField(_("return value"), null=True, blank=True)
 
     run_after = models.DateTimeField(
         _("run after"),
@@ -243,13 +244,13 @@ class Task(models.Model):
         _("timeout"), null=True, blank=True, help_text=_("Hard time limit in seconds.")
     )
 
-    errors = models.JSONField(
+    errors = TolerantJSONField(
         _("errors"),
         default=list,
         blank=True,
         help_text=_("One entry per failed attempt, with its traceback."),
     )
-    worker_ids = models.JSONField(
+    worker_ids = TolerantJSONField(
         _("worker ids"), default=list, blank=True, help_text=_("Worker of each attempt.")
     )
     worker = models.ForeignKey(
@@ -305,7 +306,7 @@ class Task(models.Model):
     rate_period = models.FloatField(_("rate period"), null=True, blank=True, editable=False)
     # Chains and groups (see ``chains``): the tasks this one runs after, and what a
     # parent that did not succeed does to it ("cancel" it, or "run" it all the same).
-    parents = models.JSONField(_("parents"), default=list, blank=True, editable=False)
+    parents = TolerantJSONField(_("parents"), default=list, blank=True, editable=False)
     after_failure = models.CharField(
         _("after failure"), max_length=8, blank=True, default="", editable=False
     )
@@ -315,7 +316,7 @@ class Task(models.Model):
         default="",
         help_text=_("What the task printed and logged while it ran (at most MAX_LOG_BYTES)."),
     )
-    progress = models.JSONField(
+    progress = TolerantJSONField(
         _("progress"),
         null=True,
         blank=True,
@@ -411,6 +412,8 @@ class Task(models.Model):
         shapes = {"args": list, "kwargs": dict, "errors": list, "worker_ids": list}
         for field, shape in shapes.items():
             value = getattr(self, field)
+            if isinstance(value, UnreadableJSON):
+                return f"Task {self.pk}: column {field!r} cannot be read ({value.reason})."
             if not isinstance(value, shape):
                 return (
                     f"Task {self.pk}: column {field!r} holds {value!r:.200}, not a JSON "
@@ -460,8 +463,8 @@ class Schedule(models.Model):
         default="UTC",
         help_text=_("IANA zone the cron's wall times are read in."),
     )
-    args = models.JSONField(_("args"), default=list, blank=True)
-    kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
+    args = TolerantJSONField(_("args"), default=list, blank=True)
+    kwargs = TolerantJSONField(_("kwargs"), default=dict, blank=True)
     backend_name = models.CharField(_("backend name"), max_length=100, default="default")
     queue_name = models.CharField(
         _("queue name"), max_length=100, blank=True, help_text=_("Empty: the task's own queue.")

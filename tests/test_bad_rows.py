@@ -267,26 +267,37 @@ def test_explicit_options_of_enqueue_by_path_stay() -> None:
     assert (row.status, row.max_attempts) == (TaskStatus.SUCCESSFUL, 2)
 
 
-def test_a_row_nested_too_deep_for_python_fails_alone(vendor: str) -> None:
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("[" * 1500 + "]" * 1500, "RecursionError"),  # SQLite takes 2,000 levels, Python ~1,000
+        ("[" + "7" * 5000 + "]", "ValueError"),  # Python reads integers of up to 4,300 digits
+    ],
+    ids=["nested too deep", "integer too long"],
+)
+def test_a_row_python_cannot_read_fails_alone(vendor: str, text: str, error: str) -> None:
     """PostgreSQL's jsonb and SQLite's JSON take nesting that Python's ``json``
-    cannot read back (``RecursionError``, not a ``ValueError``): the claim that meets
-    such a row fails it alone, and the worker goes on to the next."""
-    if vendor == "mysql":
+    cannot read back (``RecursionError``, not a ``ValueError``), and every database
+    an integer longer than Python reads: the claim that meets such a row fails it
+    alone, and the worker goes on to the next."""
+    if vendor == "mysql" and error == "RecursionError":
         pytest.skip("MariaDB refuses JSON nested deeper than 32 levels")
     bad = TaskFactory(task_path="tests.testapp.tasks.record_pair", args=["x", "y"], priority=10)
-    deep = "[" * 1500 + "]" * 1500  # SQLite takes up to 2,000 levels, Python ~1,000
     cast = "::jsonb" if vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Task._meta.db_table} SET args = %s{cast} WHERE id = %s",
-            [deep, bad.pk.hex if vendor == "sqlite" else bad.pk],
+            [text, bad.pk if vendor == "postgresql" else bad.pk.hex],
         )
     good = tasks.add.enqueue(2, 3)
     run_burst()
     status, errors = Task.objects.filter(pk=bad.pk).values_list("status", "errors").get()
     assert status == TaskStatus.FAILED
     assert errors[-1]["exception_class_path"] == INVALID_ROW
-    assert "RecursionError" in errors[-1]["traceback"]
+    assert (
+        error in errors[-1]["traceback"]
+        and "column 'args' cannot be read" in errors[-1]["traceback"]
+    )
     assert not Run.objects.filter(key__startswith="pair:").exists()  # never ran
     good_row = Task.objects.get(pk=good.id)
     assert (good_row.status, good_row.return_value) == (TaskStatus.SUCCESSFUL, 5)

@@ -3,7 +3,6 @@ attempt with its traceback as text, the times, the worker, the log and the progr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +12,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from ..chains import WAITING_AT
+from ..json_columns import UnreadableJSON, json_text
 from ..models import Task, TaskStatus, Worker
 from ..transitions import as_list
 from .task_display import class_name, duration, show_duration, show_time
@@ -22,8 +22,8 @@ LIVE_STATUSES = frozenset({TaskStatus.RUNNING})
 
 
 def pretty_json(value: Any) -> str:
-    """Indented JSON, non-ASCII kept readable."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    """Indented JSON, non-ASCII kept readable (or why the value cannot be read)."""
+    return json_text(value, indent=2)
 
 
 @dataclass
@@ -43,6 +43,11 @@ def worker_links(names: list[str], using: str) -> dict[str, str]:
     """The admin page of each named worker still on record (in the task's database)."""
     found = Worker.objects.using(using).filter(name__in=set(names)).values_list("name", "pk")
     return {name: reverse("admin:django_tasks_db_worker_change", args=[pk]) for name, pk in found}
+
+
+def unreadable(value: object) -> str | None:
+    """What a column Python cannot read says about itself (``UnreadableJSON``), or None."""
+    return str(value) if isinstance(value, UnreadableJSON) else None
 
 
 def attempts(task: Task) -> list[Attempt]:

@@ -291,6 +291,7 @@ class TaskAdmin(ModelAdmin[Task]):
             "attempts_text": display.attempts_text(task),
             "times": task_page.times(task, now),
             "attempts": task_page.attempts(task),
+            "errors_unreadable": task_page.unreadable(task.errors),
             "args_json": task_page.pretty_json(task.args),
             "kwargs_json": task_page.pretty_json(task.kwargs),
             "has_result": task.status == TaskStatus.SUCCESSFUL,

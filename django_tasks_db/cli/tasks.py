@@ -17,6 +17,7 @@ from .. import control
 from ..backend import DatabaseBackend
 from ..chains import WAITING_AT
 from ..db import database_time
+from ..json_columns import json_text
 from ..models import FINISHED_STATUSES, Task, TaskStatus
 from ..transitions import as_list
 from .tables import EMPTY, between, format_duration, format_time, table
@@ -202,9 +203,9 @@ def show_lines(row: Task, now: datetime) -> list[str]:
         ("backend", row.backend_name),
         ("queue", row.queue_name),
         ("priority", row.priority),
-        ("args", json.dumps(row.args, ensure_ascii=False)),
-        ("kwargs", json.dumps(row.kwargs, ensure_ascii=False)),
-        ("return value", json.dumps(row.return_value, ensure_ascii=False)),
+        ("args", json_text(row.args)),
+        ("kwargs", json_text(row.kwargs)),
+        ("return value", json_text(row.return_value)),
         ("attempts", attempts_text(row.attempts, row.max_attempts)),
         ("snoozes / losses", f"{row.snoozes} / {row.losses}"),
         ("timeout", format_duration(row.timeout) if row.timeout else EMPTY),
