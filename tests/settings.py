@@ -67,7 +67,7 @@ TASKS = {
         "QUEUES": ["default", "emails", "reports"],
         "OPTIONS": {
             "POLL_INTERVAL": env.float("TASKS_TEST_POLL_INTERVAL", default=0.05),
-            "HEARTBEAT_INTERVAL": 0.2,
+            "HEARTBEAT_INTERVAL": env.float("TASKS_TEST_HEARTBEAT_INTERVAL", default=0.2),
             "WORKER_DEAD_AFTER": env.float("TASKS_TEST_WORKER_DEAD_AFTER", default=2.0),
             "BATCH_WINDOW": env.float("TASKS_TEST_BATCH_WINDOW", default=0.05),
         },

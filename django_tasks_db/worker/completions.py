@@ -67,11 +67,13 @@ class Completions:
         self._flushing = threading.Lock()
         self._timer: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._added = threading.Event()  # wakes the timer when the first outcome waits
 
     def start_timer(self) -> None:
         """Write waiting outcomes when their window is up even while the worker's own
-        thread is busy (a slow task after quick ones): a thread that looks every
-        half window. Its connection is its own, closed when it stops."""
+        thread is busy (a slow task after quick ones): a thread that sleeps until the
+        oldest waiting outcome is due, and while none waits, until one does (an idle
+        worker's timer does not wake). Its connection is its own, closed when it stops."""
         if self._timer is not None or not self.accepts(0):
             return
         self._timer = threading.Thread(target=self._watch, name="outcome-timer", daemon=True)
@@ -79,19 +81,36 @@ class Completions:
 
     def stop_timer(self) -> None:
         self._stopped.set()
+        self._added.set()
         if self._timer is not None:
             self._timer.join(timeout=30)
 
     def _watch(self) -> None:
         try:
-            while not self._stopped.wait(self.window / 2):
-                if self.due():
+            while not self._stopped.is_set():
+                self._added.clear()  # before looking: an outcome added next sets it again
+                wait = self._due_in()
+                if wait is None:
+                    self._added.wait()
+                elif wait > 0:
+                    self._stopped.wait(wait)
+                else:
                     try:
                         self.flush()
                     except Exception:  # the worker's own flush tries again
                         logger.exception("Writing waiting outcomes failed.")
+                        self._stopped.wait(self.window)
         finally:
             connections.close_all()
+
+    def _due_in(self) -> float | None:
+        """Seconds until the waiting outcomes are due (0: now), None when none waits."""
+        with self._lock:
+            if not self._pending:
+                return None
+            if len(self._pending) >= self.max_rows or self._bytes >= FLUSH_BYTES:
+                return 0.0
+            return max(0.0, self._pending[0].ended + self.window - time.monotonic())
 
     def accepts(self, size: int) -> bool:
         """Whether a return value of ``size`` bytes of JSON may wait here."""
@@ -99,19 +118,15 @@ class Completions:
 
     def add(self, completion: Completion) -> None:
         with self._lock:
+            first = not self._pending
             self._pending.append(completion)
             self._bytes += len(completion.text)
+        if first:
+            self._added.set()
 
     def due(self) -> bool:
         """Time to write: the oldest waited a window, or the batch is full."""
-        with self._lock:
-            if not self._pending:
-                return False
-            return (
-                len(self._pending) >= self.max_rows
-                or self._bytes >= FLUSH_BYTES
-                or time.monotonic() - self._pending[0].ended >= self.window
-            )
+        return self._due_in() == 0.0
 
     def flush(self) -> int:
         """Write every waiting outcome and announce each; returns how many were waiting.
