@@ -44,7 +44,8 @@ class BackendOptions:
     batch_window: float = 0.05
     #: PostgreSQL: enqueues and finished tasks NOTIFY, idle workers and
     #: ``wait_for_result`` LISTEN. False (PgBouncer in transaction mode, where LISTEN
-    #: does not work): neither, and they poll as on the other databases.
+    #: does not work): neither, and they poll as on the other databases; nor are the
+    #: worker's statements prepared (``db.PreparedStatement``).
     listen_notify: bool = True
     #: Seconds between two heartbeats of a worker.
     heartbeat_interval: float = 5.0

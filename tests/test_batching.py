@@ -65,10 +65,11 @@ def test_a_claim_reads_the_heads_of_every_queue_it_serves_in_claim_order() -> No
     assert all(r.status == TaskStatus.RUNNING and r.claim_token for r in rows)
     if connection.vendor == "postgresql":
         # Django logs the BEGIN and COMMIT of the block that compiles the statement
-        # once per shape; the server sees only the statement.
-        sent = [q for q in claim.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
-        assert len(sent) == 1
-        assert sent[0]["sql"].startswith("WITH claim_heads AS")
+        # once per shape; the server sees the statement prepared (once per
+        # connection), then run.
+        sent = [q["sql"] for q in claim.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+        assert [sql.split()[0] for sql in sent] == ["PREPARE", "EXECUTE"]
+        assert sent[0].split(" AS ", 1)[1].startswith("WITH claim_heads AS")
     else:
         heads = [
             q
@@ -79,6 +80,10 @@ def test_a_claim_reads_the_heads_of_every_queue_it_serves_in_claim_order() -> No
     # The row locked beyond the limit was let go at commit: the next claim takes it.
     again = claim_batch(worker, ["default", "emails"], "default", limit=5)
     assert [str(r.pk) for r in again] == [low.id]
+    if connection.vendor == "postgresql":  # a shape run before is only executed
+        with CaptureQueriesContext(connection) as repeated:
+            assert claim_batch(worker, ["default", "emails", "reports"], "default", limit=2) == []
+        assert [q["sql"].split()[0] for q in repeated.captured_queries] == ["EXECUTE"]
 
 
 def test_a_claims_clock_never_runs_ahead_of_the_database() -> None:
@@ -270,3 +275,39 @@ def test_outcomes_do_not_wait_for_a_slow_task_of_their_batch() -> None:
     finally:
         thread.join(30)
     assert Task.objects.get(pk=slow.id).status == TaskStatus.SUCCESSFUL
+
+
+def test_the_outcome_timer_sleeps_while_nothing_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle worker's timer thread does not wake (it looked twice a window, 40 times
+    a second with the default window, for nothing); an outcome that starts waiting
+    wakes it, and it writes it once the window is up."""
+    import threading
+    import time
+
+    from django_tasks_db.worker.completions import Completion, Completions
+    from tests.processes import wait_until
+
+    completions = Completions("default", window=0.05, max_rows=10)
+    looks, written = [], threading.Event()
+    look = completions._due_in
+    monkeypatch.setattr(completions, "_due_in", lambda: looks.append(1) or look())
+
+    def flush() -> int:
+        with completions._lock:
+            completions._pending.clear()
+        written.set()
+        return 1
+
+    monkeypatch.setattr(completions, "flush", flush)
+    completions.start_timer()
+    try:
+        wait_until(lambda: looks, 5)
+        time.sleep(0.3)  # six windows with nothing waiting: no look beyond the first
+        assert len(looks) == 1
+        ended = time.monotonic()
+        completions.add(Completion(None, "1", None, lambda: None, lambda _: None, ended))  # type: ignore[arg-type]
+        assert written.wait(5)
+        assert time.monotonic() - ended >= 0.05  # not before its window was up
+    finally:
+        completions.stop_timer()
+    assert completions._timer is not None and not completions._timer.is_alive()

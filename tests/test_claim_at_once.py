@@ -169,7 +169,7 @@ def test_a_limited_row_among_the_picked_leaves_the_claim_to_the_transaction() ->
     with connection.execute_wrapper(recorder):
         [row] = claim_batch(worker, ["default"], "default", limit=1, done=3)
     assert str(row.pk) == plain.id
-    assert statements[0].startswith("WITH claim_heads")  # tried at once first
+    assert statements[0].startswith("EXECUTE django_tasks_db_")  # tried at once first
     assert Task.objects.get(pk=second.id).status == TaskStatus.READY
     worker.refresh_from_db()
     assert worker.tasks_processed == 5

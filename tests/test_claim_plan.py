@@ -11,6 +11,7 @@ optimizer must choose the same index and read it in order (no filesort).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -61,20 +62,41 @@ def big_table() -> None:
         )
 
 
+class Statements:
+    """The SQL a statement sent to the server runs, with PostgreSQL's prepared
+    statements (``db.PreparedStatement``: PREPARE once, then EXECUTE) read back as
+    the statement and its parameters, to be EXPLAINed."""
+
+    def __init__(self) -> None:
+        self.prepared: dict[str, str] = {}
+
+    def run(self, sql: str, params: Any) -> tuple[str, Any] | None:
+        """``(sql, params)`` that ``sql`` runs; None for a PREPARE (it runs nothing)."""
+        if match := re.match(r"PREPARE (\S+) AS (.*)", sql, re.S):
+            self.prepared[match[1]] = re.sub(r"\$\d+", "%s", match[2].replace("%", "%%"))
+            return None
+        if match := re.match(r"EXECUTE (\w+)", sql):
+            return self.prepared[match[1]], params
+        return sql, params
+
+
 @pytest.fixture
 def claim_queries(big_table: None) -> Callable[..., list[tuple[str, Any]]]:
     """``claim_queries(domains, paused)``: the claim SELECTs ``claim_next`` sent."""
 
     def record(domains: list[str] | None, paused: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
         sent: list[tuple[str, Any]] = []
+        statements = Statements()
 
         def recorder(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            seen = statements.run(sql, params)
             if (
-                sql.startswith(("SELECT", "WITH claim_heads"))
-                and "ORDER BY" in sql
-                and ("priority" in sql)
+                seen is not None
+                and seen[0].startswith(("SELECT", "WITH claim_heads"))
+                and "ORDER BY" in seen[0]
+                and ("priority" in seen[0])
             ):
-                sent.append((sql, params))
+                sent.append(seen)
             return execute(sql, params, many, context)
 
         with connection.execute_wrapper(recorder):
@@ -183,10 +205,11 @@ def test_a_batchs_writes_find_their_rows_by_key_after_a_burst(burst: list[Task])
     batch: the drain's claims and outcomes ran three to four times slower."""
     assert len(burst) == 100
     sent: list[tuple[str, Any]] = []
+    statements = Statements()
 
     def recorder(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if "UPDATE" in sql:
-            sent.append((sql, params))
+        if (seen := statements.run(sql, params)) is not None and "UPDATE" in seen[0]:
+            sent.append(seen)
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(recorder):

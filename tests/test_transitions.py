@@ -210,12 +210,15 @@ def test_succeed_many_on_postgresql_is_one_statement(vendor) -> None:
     with CaptureQueriesContext(connection) as queries:
         done = transitions.succeed_many([(row, "1", timezone.now()) for row in (alone,)])
     assert done == [alone]
-    (update,) = (q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"])
-    assert "RETURNING" in update and "pg_notify" in update and "taskdependency" in update
+    # Prepared on the connection's first use (db.PreparedStatement), then executed.
+    prepare, execute = (q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"])
+    assert prepare.startswith("PREPARE ") and execute.startswith("EXECUTE ")
+    assert "RETURNING" in prepare and "pg_notify" in prepare and "taskdependency" in prepare
     with CaptureQueriesContext(connection) as queries:
         assert transitions.succeed_many([(parent, "1", timezone.now())]) == [parent]
-    children = [q["sql"] for q in queries.captured_queries if "taskdependency" in q["sql"]]
-    assert len(children) > 1  # the update's flag, then the children read and settled
+    sent = [q["sql"] for q in queries.captured_queries]
+    assert sent[0].split("(")[0] == execute.split("(")[0]  # the same statement, run again
+    assert any("taskdependency" in sql for sql in sent[1:])  # the children read and settled
     assert Task.objects.get(pk=child.pk).available_at != chains.WAITING_AT
     assert not TaskDependency.objects.exists()
 

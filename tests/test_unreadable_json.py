@@ -24,6 +24,7 @@ from django_tasks_db.framework import default_task_backend
 from django_tasks_db.json_columns import UnreadableJSON, json_text
 from django_tasks_db.models import Schedule, Task, TaskStatus
 from tests.factories import ScheduleFactory, TaskFactory
+from tests.test_schedule_model import form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -117,23 +118,6 @@ def test_get_result_reads_what_it_can(unreadable: str) -> None:
     assert result.errors == []
 
 
-def schedule_form(**changes: str) -> dict[str, str]:
-    return {
-        "name": "nightly",
-        "task_path": "tests.testapp.tasks.add",
-        "kwargs": "{}",
-        "cron": "0 3 * * *",
-        "timezone": "UTC",
-        "enabled": "on",
-        "backend_name": "default",
-        "queue_name": "",
-        "priority": "",
-        "missed_policy": "skip",
-        "catchup_window": "3600",
-        **changes,
-    }
-
-
 def test_a_schedule_shows_its_text_to_be_corrected(admin_client: Client, unreadable: str) -> None:
     schedule = ScheduleFactory(name="nightly", cron="0 3 * * *")
     table = connection.ops.quote_name(Schedule._meta.db_table)
@@ -146,8 +130,13 @@ def test_a_schedule_shows_its_text_to_be_corrected(admin_client: Client, unreada
     change = f"/admin/django_tasks_db/schedule/{schedule.pk}/change/"
     form = admin_client.get(change).content.decode()
     assert unreadable[:50] in form.replace(" ", "")  # the stored text, in the args box
-    kept = admin_client.post(change, schedule_form(args=unreadable))
+    kept = admin_client.post(change, form_data(cron="0 3 * * *", timezone="UTC", args=unreadable))
     assert kept.status_code == 200
     assert "This JSON cannot be read" in kept.content.decode()
-    assert admin_client.post(change, schedule_form(args="[1, 2]")).status_code == 302
+    assert (
+        admin_client.post(
+            change, form_data(cron="0 3 * * *", timezone="UTC", args="[1, 2]")
+        ).status_code
+        == 302
+    )
     assert Schedule.objects.get(pk=schedule.pk).args == [1, 2]

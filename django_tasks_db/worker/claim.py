@@ -20,8 +20,10 @@ from .. import flow, transitions
 from ..db import (
     UNREADABLE_ROW,
     DatabaseNow,
+    PreparedStatement,
     claims_in_one_statement,
     heads_in_one_query,
+    inline_parameters,
     locking_transaction,
     unreadable_row,
     update_statement,
@@ -224,6 +226,7 @@ class AtOnceStatement:
         self.sql = sql
         self.params = params
         self.using = using
+        self._prepared = PreparedStatement(sql)  # planned once per connection
         connection = connections[using]
         self._names = [field.attname for field in Task._meta.concrete_fields]
         self._converters = []  # per column, as Django converts what it reads
@@ -255,7 +258,7 @@ class AtOnceStatement:
         params = self.parameters(token, done)
         connection = connections[self.using]
         with transaction.mark_for_rollback_on_error(self.using), connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
+            self._prepared.execute(connection, cursor, params)
             rows = cursor.fetchall()
         picked, limited, alive, now = rows[0][:4]
         claimed = [row[4:] for row in rows if row[4] is not None]
@@ -324,7 +327,15 @@ def at_once_statement(
         "SELECT g.picked, g.limited, EXISTS (SELECT 1 FROM claim_worker), "
         "STATEMENT_TIMESTAMP(), c.* FROM claim_gate g LEFT JOIN claim_claimed c ON TRUE"
     )
-    return AtOnceStatement(sql, [*query[1], *worker_update[1], *task_update[1]], using)
+    # Only the token and the count vary: the rest is written into the text, so that
+    # the server keeps one plan for every run (``db.inline_parameters``).
+    sql, slots = inline_parameters(
+        connection,
+        sql,
+        [*query[1], *worker_update[1], *task_update[1]],
+        keep=lambda value: isinstance(value, _Slot),
+    )
+    return AtOnceStatement(sql, slots, using)
 
 
 class WorkerDeclaredDead(Exception):
