@@ -435,13 +435,21 @@ class PreparedStatement:
     """
 
     _numbers = itertools.count(1)
+    _by_name: weakref.WeakValueDictionary[str, PreparedStatement] = weakref.WeakValueDictionary()
 
     def __init__(self, sql: str) -> None:
         self.sql = sql
         self.name = f"django_tasks_db_{next(self._numbers)}"
+        self._by_name[self.name] = self
         self._count = len(re.findall(r"%s", sql.replace("%%", "")))
         self._holders: weakref.WeakSet[Any] = weakref.WeakSet()  # driver connections
         self._lock = threading.Lock()
+
+    @classmethod
+    def named(cls, name: str) -> PreparedStatement | None:
+        """The statement this process prepares as ``name`` (what ``EXECUTE name(...)``
+        in ``pg_stat_activity`` runs), while it is in use."""
+        return cls._by_name.get(name)
 
     def execute(self, connection: BaseDatabaseWrapper, cursor: Any, params: Sequence[Any]) -> None:
         """Run it on ``cursor`` (of ``connection``); its rows are the cursor's."""

@@ -21,6 +21,7 @@ from django.db import connection
 from django.utils import timezone
 
 from django_tasks_db import transitions
+from django_tasks_db.db import PreparedStatement
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.worker.claim import claim_batch, claim_next
 from tests.factories import WorkerFactory
@@ -62,22 +63,17 @@ def big_table() -> None:
         )
 
 
-class Statements:
-    """The SQL a statement sent to the server runs, with PostgreSQL's prepared
-    statements (``db.PreparedStatement``: PREPARE once, then EXECUTE) read back as
-    the statement and its parameters, to be EXPLAINed."""
-
-    def __init__(self) -> None:
-        self.prepared: dict[str, str] = {}
-
-    def run(self, sql: str, params: Any) -> tuple[str, Any] | None:
-        """``(sql, params)`` that ``sql`` runs; None for a PREPARE (it runs nothing)."""
-        if match := re.match(r"PREPARE (\S+) AS (.*)", sql, re.S):
-            self.prepared[match[1]] = re.sub(r"\$\d+", "%s", match[2].replace("%", "%%"))
-            return None
-        if match := re.match(r"EXECUTE (\w+)", sql):
-            return self.prepared[match[1]], params
-        return sql, params
+def ran(sql: str, params: Any) -> tuple[str, Any] | None:
+    """``(sql, params)`` that a query sent to the server runs, to be EXPLAINed:
+    PostgreSQL's prepared statements (``db.PreparedStatement``: PREPARE once per
+    connection, then EXECUTE) read back as their statement; None for a PREPARE."""
+    if sql.startswith("PREPARE "):
+        return None
+    if match := re.match(r"EXECUTE (\w+)", sql):
+        statement = PreparedStatement.named(match[1])
+        assert statement is not None, sql
+        return statement.sql, params
+    return sql, params
 
 
 @pytest.fixture
@@ -86,10 +82,9 @@ def claim_queries(big_table: None) -> Callable[..., list[tuple[str, Any]]]:
 
     def record(domains: list[str] | None, paused: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
         sent: list[tuple[str, Any]] = []
-        statements = Statements()
 
         def recorder(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-            seen = statements.run(sql, params)
+            seen = ran(sql, params)
             if (
                 seen is not None
                 and seen[0].startswith(("SELECT", "WITH claim_heads"))
@@ -205,10 +200,9 @@ def test_a_batchs_writes_find_their_rows_by_key_after_a_burst(burst: list[Task])
     batch: the drain's claims and outcomes ran three to four times slower."""
     assert len(burst) == 100
     sent: list[tuple[str, Any]] = []
-    statements = Statements()
 
     def recorder(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if (seen := statements.run(sql, params)) is not None and "UPDATE" in seen[0]:
+        if (seen := ran(sql, params)) is not None and "UPDATE" in seen[0]:
             sent.append(seen)
         return execute(sql, params, many, context)
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from django_tasks_db import chains, transitions
 from django_tasks_db.conf import BackendOptions
+from django_tasks_db.db import PreparedStatement
 from django_tasks_db.exceptions import Snooze
 from django_tasks_db.models import Task, TaskDependency, TaskStatus
 from django_tasks_db.transitions import TABLE, Event
@@ -211,9 +212,13 @@ def test_succeed_many_on_postgresql_is_one_statement(vendor) -> None:
         done = transitions.succeed_many([(row, "1", timezone.now()) for row in (alone,)])
     assert done == [alone]
     # Prepared on the connection's first use (db.PreparedStatement), then executed.
-    prepare, execute = (q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"])
-    assert prepare.startswith("PREPARE ") and execute.startswith("EXECUTE ")
-    assert "RETURNING" in prepare and "pg_notify" in prepare and "taskdependency" in prepare
+    sent = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert [sql.split()[0] for sql in sent] in (["PREPARE", "EXECUTE"], ["EXECUTE"])
+    execute = sent[-1]
+    statement = PreparedStatement.named(execute.split()[1].split("(")[0])
+    assert statement is not None
+    update = statement.sql
+    assert "RETURNING" in update and "pg_notify" in update and "taskdependency" in update
     with CaptureQueriesContext(connection) as queries:
         assert transitions.succeed_many([(parent, "1", timezone.now())]) == [parent]
     sent = [q["sql"] for q in queries.captured_queries]
