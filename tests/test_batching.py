@@ -13,8 +13,8 @@ from django_tasks_db.db import database_time
 from django_tasks_db.framework import task_finished
 from django_tasks_db.models import Task, TaskStatus
 from django_tasks_db.models import Worker as WorkerRow
-from django_tasks_db.worker import Worker
-from django_tasks_db.worker.batch_size import BatchSize
+from django_tasks_db.worker import Worker, loop
+from django_tasks_db.worker.batch_size import BatchSize, claim_size
 from django_tasks_db.worker.claim import claim_batch
 from tests.factories import WorkerFactory
 from tests.test_refused_outcomes import OUTCOME_NOT_STORED, tasks_setting
@@ -236,6 +236,30 @@ def test_batch_size_follows_the_run_time() -> None:
         size.observe(0.5)
     assert size.next() == 1
     assert BatchSize(maximum=1, window=0.05).next() == 1
+
+
+def test_claim_sizes_are_few_and_never_above_the_size_asked() -> None:
+    sizes = {claim_size(wanted, 100) for wanted in range(1, 200)}
+    assert sizes == {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 100, 128, 192}
+    assert all(claim_size(wanted, 100) <= wanted for wanted in range(1, 200))
+    assert claim_size(0, 100) == 1 and claim_size(7, 7) == 7
+
+
+def test_a_worker_claims_in_few_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each size is a statement compiled (and, on PostgreSQL, prepared) once: a size
+    per claim compiled one whenever the average run time moved. ``--max-tasks``
+    still counts exactly."""
+    enqueue_adds(60)
+    asked: list[int] = []
+
+    def recording(*args: Any, **kwargs: Any) -> list[Task]:
+        asked.append(args[4])
+        return claim_batch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "claim_batch", recording)
+    assert Worker(burst=True, max_tasks=37).run() == 37
+    assert set(asked) <= {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 100}
+    assert Task.objects.filter(status=TaskStatus.SUCCESSFUL).count() == 37
 
 
 @pytest.mark.parametrize(

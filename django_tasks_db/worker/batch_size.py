@@ -36,3 +36,20 @@ class BatchSize:
             size = int(self.window / max(self.average, 1e-6))
             size = max(1, min(self.maximum, size))
         return max(1, min(size, at_most)) if at_most is not None else size
+
+
+def claim_size(wanted: int, maximum: int) -> int:
+    """``wanted`` rounded down to one of a few sizes: ``maximum`` itself, or a number
+    of two leading bits (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, ...).
+
+    The claim's statement is compiled once per size, and on PostgreSQL prepared and
+    planned once per size and connection (``claim.at_once_statement``). Claiming the
+    exact size asked compiled a new one whenever the average run time moved: 11 of
+    100 idle claims in one measurement, some 5 ms each. Rounding down keeps every
+    promise a size makes (never more than ``--max-tasks`` allows); the rest waits
+    for the next claim.
+    """
+    if wanted == maximum or wanted < 4:
+        return max(wanted, 1)
+    shift = wanted.bit_length() - 2
+    return (wanted >> shift) << shift

@@ -32,7 +32,7 @@ from ..models import Worker as WorkerRow
 from ..signals import send_robustly, worker_started, worker_stopping
 from ..stopping import StopEvent
 from ..task_paths import import_task_modules
-from .batch_size import BatchSize
+from .batch_size import BatchSize, claim_size
 from .board import Section
 from .claim import PausedQueues, WorkerDeclaredDead, claim_batch
 from .completions import Completions
@@ -256,8 +256,10 @@ class Worker:
         return self._finished
 
     def _claim(self, limit: int) -> list[Task] | None:
-        """Claim up to ``limit`` rows; None when the claim failed (and was dealt with)."""
+        """Claim up to ``limit`` rows (rounded down to a few sizes, ``claim_size``);
+        None when the claim failed (and was dealt with)."""
         assert self.row is not None
+        limit = claim_size(limit, self._batch.maximum)
         done = self._take_unreported()
         try:
             paused = self._paused.get()
