@@ -18,6 +18,7 @@ clock) fills it, as for ``enqueue``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -99,23 +100,18 @@ def insert_rows(
     (``db.insert_varying_rows``). The caller holds the transaction (all batches or
     none)."""
     connection = connections[using]
-    quote = connection.ops.quote_name
-    varying: dict[str, str] = {}
+    table, varying, others = _columns(type(template), using)
     constants = []
     columns = []
-    for field in template._meta.concrete_fields:
-        column = quote(str(field.column))
+    for field, column in others:
         value = field.pre_save(template, add=True)
-        if field.attname in VARYING:
-            varying[field.attname] = column
-        elif not _left_to_the_database(field, value):
+        if not _left_to_the_database(field, value):
             columns.append(column)
             constants.append(field.get_db_prep_save(value, connection))
     id_field = template._meta.pk
-    assert id_field is not None and id_field.attname == VARYING[0]
+    assert id_field is not None
     db_ids = [id_field.get_db_prep_save(value, connection) for value in ids]
-    table = quote(template._meta.db_table)
-    names = ", ".join([*(varying[name] for name in VARYING), *columns])
+    names = ", ".join([*varying, *columns])
     width = len(VARYING) + len(constants)
     limit = (connection.features.max_query_params or width * BATCH_ROWS) // width
     with connection.cursor() as cursor:
@@ -131,6 +127,21 @@ def insert_rows(
                 [call.kwargs_json for call in batch],
                 wake=wake if start == 0 else None,
             )
+
+
+@functools.cache
+def _columns(
+    model: type[TaskRow], using: str
+) -> tuple[str, list[str], list[tuple[Field[Any, Any], str]]]:
+    """The quoted table, the quoted ``VARYING`` columns in order, and every other
+    concrete field with its quoted column: the same for each INSERT of ``model`` on
+    database ``using``, so worked out once, not per enqueue."""
+    quote = connections[using].ops.quote_name
+    fields = {field.attname: field for field in model._meta.concrete_fields}
+    assert model._meta.pk is not None and model._meta.pk.attname == VARYING[0]
+    varying = [quote(str(fields[name].column)) for name in VARYING]
+    others = [(f, quote(str(f.column))) for name, f in fields.items() if name not in VARYING]
+    return quote(model._meta.db_table), varying, others
 
 
 def insert_row(row: TaskRow, prepared: PreparedArguments, using: str, wake: str | None) -> None:
