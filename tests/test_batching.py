@@ -242,7 +242,7 @@ def test_claim_sizes_are_few_and_never_above_the_size_asked() -> None:
     sizes = {claim_size(wanted, 100) for wanted in range(1, 200)}
     assert sizes == {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 100, 128, 192}
     assert all(claim_size(wanted, 100) <= wanted for wanted in range(1, 200))
-    assert claim_size(0, 100) == 1 and claim_size(7, 7) == 7
+    assert claim_size(0, 100) == 0 and claim_size(7, 7) == 7 and claim_size(5, 8) == 4
 
 
 def test_a_worker_claims_in_few_sizes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,6 +50,6 @@ def claim_size(wanted: int, maximum: int) -> int:
     for the next claim.
     """
     if wanted == maximum or wanted < 4:
-        return max(wanted, 1)
+        return max(wanted, 0)
     shift = wanted.bit_length() - 2
     return (wanted >> shift) << shift
