@@ -95,7 +95,14 @@ class RunOutput:
         self._mark = TRUNCATION_MARK.format(limit=max_log_bytes)
         self._room = max_log_bytes - _utf8_size(existing)
         self._full = _MARK_START in existing[-200:]
-        self._header = _header(row, worker_name, existing)
+        #: The attempt's header line, written before its first text: ``(row,
+        #: worker name, log so far ends a line)`` until then, None after (most runs
+        #: write nothing, so the line is only formatted for those that do).
+        self._header: tuple[Task, str, bool] | None = (
+            row,
+            worker_name,
+            not existing or existing.endswith("\n"),
+        )
         self._pending: list[str] = []
         self._progress: dict[str, Any] | None = None
         started = time.monotonic()
@@ -114,8 +121,8 @@ class RunOutput:
             if self._full:
                 return
             was_empty = not self._pending
-            if self._header:
-                header, self._header = self._header, ""
+            if self._header is not None:
+                header, self._header = _header(*self._header), None
                 self._append(header)
             if not self._full:
                 self._append(text)
@@ -224,14 +231,14 @@ class RunOutput:
             self._log_written_at = self._progress_written_at = time.monotonic()
 
 
-def _header(row: Task, worker_name: str, existing: str) -> str:
-    """The line a new attempt's output starts with."""
+def _header(row: Task, worker_name: str, at_line_start: bool) -> str:
+    """The line a new attempt's output starts with (on a line of its own)."""
     when = row.last_attempted_at or datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     name = worker_name or "unknown"
-    lead = "\n" if existing and not existing.endswith("\n") else ""
+    lead = "" if at_line_start else "\n"
     return f"{lead}--- attempt {row.attempts} on worker {name} at {stamp} ---\n"
 
 

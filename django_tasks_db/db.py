@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.apps import apps
 from django.core.exceptions import EmptyResultSet
+from django.core.signals import setting_changed
 from django.db import DatabaseError, NotSupportedError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Func, JSONField, Model, Q, QuerySet, TextField
@@ -30,6 +31,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 from django.db.models.lookups import Exact
 from django.db.models.sql import UpdateQuery
+from django.dispatch import receiver
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
 
@@ -260,9 +262,47 @@ def update_fenced_rows(
     """
     if connection.vendor != "postgresql":
         return None
-    qn = connection.ops.quote_name
+    statement = _fenced_update(
+        connection.alias,
+        model,
+        tuple(constants),
+        tuple(columns),
+        fence[:2],
+        announce,
+        referenced_by,
+        one_row=len(rows) == 1,
+    )
+    params: list[Any] = [*constants.values()]
+    if len(rows) == 1:
+        params += rows[0]
+    else:
+        params += [list(c) for c in zip(*rows, strict=True)]
+    params.append(fence[2])
+    if announce:
+        params.append(FINISHED_CHANNEL)
+    with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
+        prepared_statement(statement).execute(connection, cursor, params)
+        return {row[0]: bool(row[1]) for row in cursor.fetchall()}
+
+
+@functools.lru_cache(maxsize=64)
+def _fenced_update(
+    using: str,
+    model: type[Model],
+    constants: tuple[str, ...],
+    columns: tuple[tuple[str, str], ...],
+    fence: tuple[str, str],
+    announce: bool,
+    referenced_by: tuple[type[Model], str] | None,
+    one_row: bool,
+) -> str:
+    """The statement of ``update_fenced_rows`` for this shape, written once: the
+    same few shapes run after every task. One row takes its values as plain
+    parameters (``VALUES``), where arrays of one element cost the client more to
+    quote; more rows go as one array per column (``unnest``)."""
+    qn = connections[using].ops.quote_name
     table = qn(model._meta.db_table)
-    token_column, status_column, status = fence
+    token_column, status_column = fence
     names = [columns[0][0], "fence_token", *(name for name, _ in columns[1:])]
     kinds = [columns[0][1], "uuid", *(kind for _, kind in columns[1:])]
     sets = [f"{qn(c)} = %s" for c in constants]
@@ -275,30 +315,26 @@ def update_fenced_rows(
             f"EXISTS (SELECT 1 FROM {qn(other._meta.db_table)} "
             f"WHERE {qn(other._meta.db_table)}.{qn(column)} = {table}.{key})"
         )
+    if one_row:
+        source = f"(VALUES ({', '.join(f'%s::{kind}' for kind in kinds)}))"
+    else:
+        source = f"unnest({', '.join(f'%s::{kind}[]' for kind in kinds)})"
     update = (
         f"UPDATE {table} SET {', '.join(sets)} "
-        f"FROM unnest({', '.join(f'%s::{kind}[]' for kind in kinds)}) "
-        f"AS u({', '.join(qn(n) for n in names)}) "
+        f"FROM {source} AS u({', '.join(qn(n) for n in names)}) "
         f"WHERE {table}.{key} = u.{key} AND {table}.{qn(token_column)} = u.fence_token "
         f"AND {table}.{qn(status_column)} IS NOT DISTINCT FROM %s "
         f"RETURNING {table}.{key} AS id, {flag} AS flagged"
     )
-    params: list[Any] = [*constants.values(), *[list(c) for c in zip(*rows, strict=True)]]
-    params.append(status)
-    if announce:
-        statement = (
-            f"WITH changed AS ({update}), announced AS (SELECT pg_notify(%s, "
-            "string_agg(id::text, ',')) FROM (SELECT id, (row_number() OVER () - 1) / "
-            f"{IDS_PER_PAYLOAD} AS part FROM changed) AS parts GROUP BY part) "
-            "SELECT changed.id, changed.flagged FROM changed, "
-            "(SELECT count(*) FROM announced) AS sent"
-        )
-        params.append(FINISHED_CHANNEL)
-    else:
-        statement = update
-    with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
-        prepared_statement(statement).execute(connection, cursor, params)
-        return {row[0]: bool(row[1]) for row in cursor.fetchall()}
+    if not announce:
+        return update
+    return (
+        f"WITH changed AS ({update}), announced AS (SELECT pg_notify(%s, "
+        "string_agg(id::text, ',')) FROM (SELECT id, (row_number() OVER () - 1) / "
+        f"{IDS_PER_PAYLOAD} AS part FROM changed) AS parts GROUP BY part) "
+        "SELECT changed.id, changed.flagged FROM changed, "
+        "(SELECT count(*) FROM announced) AS sent"
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -622,7 +658,26 @@ def listen_notify_on(using: str) -> bool:
 
     Whether a database sits behind PgBouncer does not depend on the backend that
     reaches it; the finished-task channel, which only knows the database, asks here.
+    Asked several times per task (every prepared statement asks it), so worked out
+    once per database until ``TASKS`` or ``DATABASES`` change.
     """
+    known = _listen_notify.get(using)
+    if known is None:
+        known = _listen_notify[using] = _listen_notify_on(using)
+    return known
+
+
+#: ``listen_notify_on`` per database alias, as last worked out.
+_listen_notify: dict[str, bool] = {}
+
+
+@receiver(setting_changed)
+def _forget_listen_notify(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("TASKS", "DATABASES"):
+        _listen_notify.clear()
+
+
+def _listen_notify_on(using: str) -> bool:
     if connections[using].vendor != "postgresql":
         return False
     from .framework import InvalidTaskBackend, task_backends

@@ -196,6 +196,32 @@ def test_succeed_many_writes_only_the_runs_still_under_their_claim() -> None:
     assert rows[aborted.pk].status == TaskStatus.ABORTED
 
 
+@pytest.mark.parametrize("fate", ["kept", "reclaimed", "aborted"])
+def test_succeed_many_fences_a_run_alone_as_it_fences_a_batch(fate: str) -> None:
+    """One run (an idle worker's) has a statement of its own on PostgreSQL (plain
+    parameters where a batch sends arrays): the same fence, the same writes."""
+    row = running()
+    if fate == "reclaimed":
+        Task.objects.filter(pk=row.pk).update(claim_token=uuid.uuid4())
+    elif fate == "aborted":
+        Task.objects.filter(pk=row.pk).update(status=TaskStatus.ABORTED, claim_token=None)
+    now = timezone.now()
+    stored = transitions.succeed_many([(row, "null", now)])
+    fresh = Task.objects.get(pk=row.pk)
+    if fate == "kept":
+        assert stored == [row]
+        assert (fresh.status, fresh.return_value, fresh.finished_at) == (
+            TaskStatus.SUCCESSFUL,
+            None,
+            now,
+        )
+        assert fresh.claim_token is None
+    else:
+        assert stored == []
+        assert fresh.status == (TaskStatus.RUNNING if fate == "reclaimed" else TaskStatus.ABORTED)
+        assert fresh.finished_at is None
+
+
 def test_succeed_many_on_postgresql_is_one_statement(vendor) -> None:
     """The idle worker's path from a task's end to its readable result: fenced,
     written and announced by one statement, which also tells which runs have
