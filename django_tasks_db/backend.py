@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from . import bulk, chains
 from .arguments import PreparedArguments, prepare_arguments_json
-from .bulk import Call, call_pairs, insert_row, insert_rows, prepare_calls
+from .bulk import Call, call_pairs, insert_row, prepare_calls
 from .conf import BackendOptions
 from .db import pipelined, wakes_by_notify
 from .flow import keyed, row_fields
@@ -160,15 +160,18 @@ class DatabaseTask(GenericTask[_P, _R]):
 
 
 def _enqueued(
-    first: TaskResult[_P, _R], task_id: str, call: PreparedArguments
+    first: TaskResult[_P, _R],
+    task_id: str,
+    call: PreparedArguments,
+    enqueued_at: datetime | None = None,
 ) -> TaskResult[_P, _R]:
-    """The result of one row of a bulk enqueue: ``first``'s placement, its own id
-    and arguments."""
+    """The result of one row of a bulk enqueue (or of a planned one): ``first``'s
+    placement, its own id and arguments (and time, when given)."""
     return TaskResult(
         task=first.task,
         id=task_id,
         status=first.status,
-        enqueued_at=first.enqueued_at,
+        enqueued_at=first.enqueued_at if enqueued_at is None else enqueued_at,
         started_at=None,
         finished_at=None,
         last_attempted_at=None,
@@ -255,6 +258,28 @@ def _validate_retry(task: Task[..., Any]) -> None:
         raise InvalidTask(f"retry_policy must be callable, not {policy!r}.")
 
 
+#: Plans a backend keeps (one per task it enqueued); more start the collection over.
+MAX_PLANS = 256
+
+
+@dataclass(frozen=True)
+class EnqueuePlan:
+    """What every ``enqueue`` of one task writes, worked out at its first.
+
+    Rows of a plain task (not unique, not keyed by its arguments, not a child, due
+    now) differ only in id, arguments and ``enqueued_at``: the INSERT's other values,
+    prepared by their model fields, and the result's placement are the same each
+    time. Building a model instance and preparing each of its fields again was
+    most of an ``enqueue``'s own Python, and it runs before the row is written,
+    on the path from a web request to an idle worker's claim. Kept per backend
+    instance (Django makes a new one when ``TASKS`` changes).
+    """
+
+    rows: bulk.RowsLike
+    first: TaskResult[Any, Any]
+    wake: str | None
+
+
 class DatabaseBackend(BaseTaskBackend):
     task_class = DatabaseTask
     supports_defer = True
@@ -266,6 +291,7 @@ class DatabaseBackend(BaseTaskBackend):
         super().__init__(alias, params)
         self._raw_options = self.options
         self._options: BackendOptions | None = None
+        self._plans: dict[Task[..., Any], EnqueuePlan] = {}
 
     @property
     def config(self) -> BackendOptions:
@@ -316,6 +342,8 @@ class DatabaseBackend(BaseTaskBackend):
     def _enqueue_prepared(
         self, task: Task[_P, _R], prepared: PreparedArguments
     ) -> tuple[TaskResult[_P, _R], bool]:
+        if (plan := self._plan(task)) is not None:
+            return self._enqueue_planned(plan, prepared), True
         row = self._row_for(task, prepared.args, prepared.kwargs)
         if getattr(task, "after", None):  # a child: it waits for its parents
             with transaction.atomic(using=self.database):
@@ -330,6 +358,47 @@ class DatabaseBackend(BaseTaskBackend):
         result = row_to_result(row, task)
         send_robustly(task_enqueued, type(self), task_result=result)
         return result, True
+
+    def _plan(self, task: Task[_P, _R]) -> EnqueuePlan | None:
+        """The ``EnqueuePlan`` of ``task``, made at its first enqueue; None for a task
+        whose rows differ by more than id, arguments and time: unique, keyed by its
+        arguments, a child, or due later (whether it is due is decided per call)."""
+        if (
+            task.run_after is not None
+            or is_unique(task)
+            or keyed(task)
+            or getattr(task, "after", None)
+        ):
+            return None
+        try:
+            plan = self._plans.get(task)
+        except TypeError:  # an option that cannot be hashed: no plan, nothing lost
+            return None
+        if plan is None:
+            template = self._row_for(task, [], {})
+            plan = EnqueuePlan(
+                bulk.RowsLike(template, self.database),
+                row_to_result(template, task),
+                self._wakes(template),
+            )
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            self._plans[task] = plan
+        return plan
+
+    def _enqueue_planned(
+        self, plan: EnqueuePlan, prepared: PreparedArguments
+    ) -> TaskResult[Any, Any]:
+        """``enqueue`` by ``plan``: the row ``_insert`` would write (its own id,
+        arguments and time), its result, and ``task_enqueued``."""
+        enqueued_at = timezone.now()
+        task_id = uuid.uuid4()
+        bulk.write_rows(
+            plan.rows, [task_id], [prepared], plan.wake, plan.rows.constants_at(enqueued_at)
+        )
+        result: TaskResult[Any, Any] = _enqueued(plan.first, str(task_id), prepared, enqueued_at)
+        send_robustly(task_enqueued, type(self), task_result=result)
+        return result
 
     def enqueue_many(self, task: Task[_P, _R], calls: Iterable[Call]) -> list[TaskResult[_P, _R]]:
         """Enqueue ``task`` once per ``(args, kwargs)`` pair in ``calls``; the
@@ -357,6 +426,7 @@ class DatabaseBackend(BaseTaskBackend):
                 return [self._enqueue_prepared(task, call)[0] for call in calls_json]
         template = self._row_for(task, [], {})
         first = row_to_result(template, task)  # the placement, built once for all rows
+        rows = bulk.RowsLike(template, self.database)
         results: list[TaskResult[_P, _R]] = []
         size = bulk.BATCH_ROWS
         batch = prepare_calls(task, pairs[:size])  # a bad call here sends nothing
@@ -366,7 +436,7 @@ class DatabaseBackend(BaseTaskBackend):
                     batch = prepare_calls(task, pairs[start : start + size], start)
                 ids = [uuid.uuid4() for _ in batch]
                 wake = self._wakes(template) if start == 0 else None
-                insert_rows(template, ids, batch, self.database, wake)
+                bulk.write_rows(rows, ids, batch, wake)
                 results += map(_enqueued, repeat(first), map(str, ids), batch)
         for result in results:
             send_robustly(task_enqueued, type(self), task_result=result)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
@@ -99,19 +100,59 @@ def insert_rows(
     arguments; the first INSERT also wakes the idle workers of queue ``wake``
     (``db.insert_varying_rows``). The caller holds the transaction (all batches or
     none)."""
-    connection = connections[using]
-    table, varying, others = _columns(type(template), using)
-    constants = []
-    columns = []
-    for field, column in others:
-        value = field.pre_save(template, add=True)
-        if not _left_to_the_database(field, value):
-            columns.append(column)
-            constants.append(field.get_db_prep_save(value, connection))
-    id_field = template._meta.pk
-    assert id_field is not None
-    db_ids = [id_field.get_db_prep_save(value, connection) for value in ids]
-    names = ", ".join([*varying, *columns])
+    write_rows(RowsLike(template, using), ids, calls, wake)
+
+
+class RowsLike:
+    """The INSERT of rows like ``template``, worked out once: the column list and
+    every other column's value, prepared by its model field for database ``using``.
+
+    Rows written with it differ in id and arguments (``write_rows``) and, where a
+    value is given, in ``enqueued_at`` (a single enqueue's plan keeps one of these
+    per task: ``backend.EnqueuePlan``).
+    """
+
+    def __init__(self, template: TaskRow, using: str) -> None:
+        self.using = using
+        connection = connections[using]
+        table, varying, others = _columns(type(template), using)
+        self.constants: list[Any] = []
+        columns: list[str] = []
+        #: Where ``enqueued_at`` sits among the constants, with its field.
+        self.stamp: tuple[int, Field[Any, Any]] | None = None
+        for field, column in others:
+            value = field.pre_save(template, add=True)
+            if not _left_to_the_database(field, value):
+                if field.attname == "enqueued_at":
+                    self.stamp = (len(columns), field)
+                columns.append(column)
+                self.constants.append(field.get_db_prep_save(value, connection))
+        id_field = template._meta.pk
+        assert id_field is not None
+        self.id_field = id_field
+        self.head = f"INSERT INTO {table} ({', '.join([*varying, *columns])})"
+
+    def constants_at(self, enqueued_at: datetime) -> list[Any]:
+        """The constants with ``enqueued_at`` in its place."""
+        constants = self.constants.copy()
+        if self.stamp is not None:
+            index, field = self.stamp
+            constants[index] = field.get_db_prep_save(enqueued_at, connections[self.using])
+        return constants
+
+
+def write_rows(
+    rows: RowsLike,
+    ids: list[Any],
+    calls: list[PreparedArguments],
+    wake: str | None = None,
+    constants: list[Any] | None = None,
+) -> None:
+    """``insert_rows`` with the statement worked out already (``constants``: the
+    rows' own, e.g. ``rows.constants_at(now)``; by default ``rows.constants``)."""
+    connection = connections[rows.using]
+    constants = rows.constants if constants is None else constants
+    db_ids = [rows.id_field.get_db_prep_save(value, connection) for value in ids]
     width = len(VARYING) + len(constants)
     limit = (connection.features.max_query_params or width * BATCH_ROWS) // width
     with connection.cursor() as cursor:
@@ -120,7 +161,7 @@ def insert_rows(
             insert_varying_rows(
                 cursor,
                 connection,
-                f"INSERT INTO {table} ({names})",
+                rows.head,
                 constants,
                 db_ids[start:end],
                 [call.args_json for call in batch],

@@ -5,10 +5,13 @@ from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from django_tasks_db import bulk
+from django_tasks_db.arguments import prepare_arguments_json
 from django_tasks_db.backend import DatabaseBackend, DatabaseTask
 from django_tasks_db.exceptions import InvalidTaskArguments, ResultTimeout, UnknownTaskPath
 from django_tasks_db.framework import (
@@ -64,6 +67,45 @@ def test_task_options_are_stored() -> None:
 def test_backend_defaults_apply_when_the_task_sets_none() -> None:
     row = Task.objects.get(pk=tasks.add.enqueue(1, 2).id)
     assert (row.max_attempts, row.timeout) == (7, 60)
+
+
+def test_enqueues_of_one_task_share_a_plan_not_their_rows() -> None:
+    """A plain task's rows differ only in id, arguments and time, so the INSERT is
+    worked out at its first enqueue (``backend.EnqueuePlan``); each row still gets
+    its own of those three."""
+    first, second = tasks.add.enqueue(1, 2), tasks.add.enqueue(3, 4)
+    rows = {str(row.pk): row for row in Task.objects.all()}
+    assert len(rows) == 2 and first.id != second.id
+    assert (rows[first.id].args, rows[second.id].args) == ([1, 2], [3, 4])
+    assert (second.args, second.status) == ([3, 4], TaskResultStatus.READY)
+    assert rows[first.id].enqueued_at == first.enqueued_at
+    assert first.enqueued_at < second.enqueued_at == rows[second.id].enqueued_at
+
+
+@pytest.mark.parametrize("name", ["add", "send_email", "limited"])
+def test_a_planned_enqueue_writes_the_row_the_model_would(name: str) -> None:
+    """Every column of a planned row but its id and times is what the model
+    instance of the unplanned path (unique tasks, children) writes."""
+    task = getattr(tasks, name)
+    backend = task_backends["default"]
+    args = ["a@example.com"] if name == "send_email" else [1, 2] if name == "add" else []
+    planned = Task.objects.get(pk=task.enqueue(*args).id)
+    prepared = prepare_arguments_json(task.func, args, {}, task.takes_context)
+    row = backend._row_for(task, prepared.args, prepared.kwargs)
+    bulk.insert_row(row, prepared, "default", None)
+    by_model = Task.objects.get(pk=row.pk)
+    for field in Task._meta.concrete_fields:
+        if field.attname not in ("id", "enqueued_at", "available_at"):
+            assert getattr(planned, field.attname) == getattr(by_model, field.attname), field.name
+
+
+def test_a_plan_ends_with_the_settings_it_was_made_under() -> None:
+    assert Task.objects.get(pk=tasks.add.enqueue(1, 2).id).max_attempts == 1
+    default = settings.TASKS["default"]
+    seven = {**default, "OPTIONS": {**default.get("OPTIONS", {}), "MAX_ATTEMPTS": 7}}
+    with override_settings(TASKS={**settings.TASKS, "default": seven}):
+        assert Task.objects.get(pk=tasks.add.enqueue(1, 2).id).max_attempts == 7
+    assert Task.objects.get(pk=tasks.add.enqueue(1, 2).id).max_attempts == 1
 
 
 @pytest.mark.parametrize(

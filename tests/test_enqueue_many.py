@@ -130,12 +130,12 @@ def test_a_failing_batch_takes_the_earlier_ones_with_it() -> None:
     first = tasks.add.enqueue(0, 0)
     taken = uuid.UUID(first.id)
     ids = [uuid.uuid4() for _ in range(5)] + [taken]  # the sixth row: batch 3 fails
-    with (
-        mock.patch.object(bulk, "BATCH_ROWS", 2),
-        mock.patch("django_tasks_db.backend.uuid.uuid4", side_effect=ids),
-        transaction.atomic(),
-    ):
-        with pytest.raises(IntegrityError):  # Django's, from the pipeline too
+    with transaction.atomic():
+        with (
+            mock.patch.object(bulk, "BATCH_ROWS", 2),
+            mock.patch("django_tasks_db.backend.uuid.uuid4", side_effect=ids),
+            pytest.raises(IntegrityError),  # Django's, from the pipeline too
+        ):
             tasks.add.enqueue_many([((i, i), {}) for i in range(6)])
         # The savepoint is gone, the caller's transaction carries on.
         assert list(Task.objects.values_list("id", flat=True)) == [taken]
