@@ -89,20 +89,6 @@ def prepare_calls(
     return prepared
 
 
-def insert_rows(
-    template: TaskRow,
-    ids: list[Any],
-    calls: list[PreparedArguments],
-    using: str,
-    wake: str | None = None,
-) -> None:
-    """Write one row per call: ``template``'s values, with ``ids`` and the calls'
-    arguments; the first INSERT also wakes the idle workers of queue ``wake``
-    (``db.insert_varying_rows``). The caller holds the transaction (all batches or
-    none)."""
-    write_rows(RowsLike(template, using), ids, calls, wake)
-
-
 class RowsLike:
     """The INSERT of rows like ``template``, worked out once: the column list and
     every other column's value, prepared by its model field for database ``using``.
@@ -148,8 +134,11 @@ def write_rows(
     wake: str | None = None,
     constants: list[Any] | None = None,
 ) -> None:
-    """``insert_rows`` with the statement worked out already (``constants``: the
-    rows' own, e.g. ``rows.constants_at(now)``; by default ``rows.constants``)."""
+    """Write one row per call like ``rows``, with ``ids`` and the calls' arguments;
+    the first INSERT also wakes the idle workers of queue ``wake``
+    (``db.insert_varying_rows``). ``constants``: the rows' own values of the other
+    columns (e.g. ``rows.constants_at(now)``), by default ``rows.constants``. The
+    caller holds the transaction (all batches or none)."""
     connection = connections[rows.using]
     constants = rows.constants if constants is None else constants
     db_ids = [rows.id_field.get_db_prep_save(value, connection) for value in ids]
@@ -186,12 +175,12 @@ def _columns(
 
 
 def insert_row(row: TaskRow, prepared: PreparedArguments, using: str, wake: str | None) -> None:
-    """Write ``row`` (its arguments as ``prepared``) as ``insert_rows`` does: the
+    """Write ``row`` (its arguments as ``prepared``) as ``write_rows`` does: the
     same statement as a bulk enqueue of one, where Django's ``save()`` compiles its
     INSERT anew each time (the larger part of an enqueue's own CPU). The row is
     then saved as far as the ORM can tell; ``available_at`` left to the database
     stays unread."""
-    insert_rows(row, [row.pk], [prepared], using, wake)
+    write_rows(RowsLike(row, using), [row.pk], [prepared], wake)
     row._state.adding = False
     row._state.db = using
 

@@ -262,6 +262,7 @@ def update_fenced_rows(
     """
     if connection.vendor != "postgresql":
         return None
+    one_row = len(rows) == 1
     statement = _fenced_update(
         connection.alias,
         model,
@@ -270,10 +271,10 @@ def update_fenced_rows(
         fence[:2],
         announce,
         referenced_by,
-        one_row=len(rows) == 1,
+        one_row=one_row,
     )
     params: list[Any] = [*constants.values()]
-    if len(rows) == 1:
+    if one_row:
         params += rows[0]
     else:
         params += [list(c) for c in zip(*rows, strict=True)]
