@@ -207,13 +207,20 @@ def drain_section(count: int, processes: tuple[int, ...]) -> Figures:
     return figures
 
 
-def wait_successful(task_id: str, deadline: float) -> Task:
-    """Poll the row until it is SUCCESSFUL (the result is readable), then read it
+def wait_successful(task_id: str, deadline: float) -> None:
+    """Poll the row until it is SUCCESSFUL, the moment its result is readable
     (``polling.until_row``: one statement, compiled once per task)."""
     seen = Task.objects.filter(pk=task_id, status=TaskStatus.SUCCESSFUL).values("pk")[:1]
     with connection.cursor() as cursor:
         until_row(cursor, *seen.query.sql_with_params(), deadline, POLL_SLEEP, f"task {task_id}")
-    return Task.objects.only("enqueued_at", "finished_at").get(pk=task_id)
+
+
+def read_times(task_id: str) -> tuple[datetime, datetime]:
+    """A finished row's ``enqueued_at`` and ``finished_at`` (the server-side figure),
+    read after the client's clock has stopped: it is not part of the latency."""
+    row = Task.objects.only("enqueued_at", "finished_at").get(pk=task_id)
+    assert row.finished_at is not None
+    return row.enqueued_at, row.finished_at
 
 
 def latency(samples: int) -> tuple[list[float], list[float], list[float]]:
@@ -230,9 +237,10 @@ def latency(samples: int) -> tuple[list[float], list[float], list[float]]:
             begun = time.perf_counter()
             result = tasks.add.enqueue(i, i)
             enqueue.append(time.perf_counter() - begun)
-            row = wait_successful(result.id, begun + 30)
+            wait_successful(result.id, begun + 30)
             client.append(time.perf_counter() - begun)
-            server.append((row.finished_at - row.enqueued_at).total_seconds())  # type: ignore[operator]
+            enqueued_at, finished_at = read_times(result.id)
+            server.append((finished_at - enqueued_at).total_seconds())
     return client, server, enqueue
 
 

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,9 @@ from django_tasks_db.models import Task
 from tests.processes import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Seconds the latency test's read of a finished row takes: longer than any sample.
+SLOW_READ = 1.5
 
 
 def test_enqueue_section_prints_the_table_and_writes_json(
@@ -97,8 +102,16 @@ def test_drain_latency_and_io_sections_with_real_workers(monkeypatch: pytest.Mon
     monkeypatch.setattr(ours, "POLL_INTERVAL", "0.05")
     steady, wall = ours.drain(30, processes=1)
     assert steady > 0 and wall > 0
+    read_times = ours.read_times
+
+    def slow_read(task_id: str) -> tuple[datetime, datetime]:  # after the clock stopped
+        time.sleep(SLOW_READ)
+        return read_times(task_id)
+
+    monkeypatch.setattr(ours, "read_times", slow_read)
     client, server, enqueue = ours.latency(samples=2)
     assert len(client) == len(server) == len(enqueue) == 2 and min(client) > 0
+    assert max(client) < SLOW_READ, "the client's clock ran on through the read of the row"
     assert all(0 < call <= whole for call, whole in zip(enqueue, client, strict=True))
     io = ours.io_figures(count=20, seconds=0.01).rows[0]
     assert io.text == "n/a (no --concurrency)" if not ours.has_concurrency() else io.value
