@@ -208,9 +208,9 @@ def drain_section(count: int, processes: tuple[int, ...]) -> Figures:
 
 
 def wait_successful(task_id: str, deadline: float) -> None:
-    """Poll the row until it is SUCCESSFUL, the moment its result is readable
-    (``polling.until_row``: one statement, compiled once per task)."""
-    seen = Task.objects.filter(pk=task_id, status=TaskStatus.SUCCESSFUL).values("pk")[:1]
+    """Poll the row until a read returns it SUCCESSFUL with its return value: the
+    result is read (``polling.until_row``: one statement, compiled once per task)."""
+    seen = Task.objects.filter(pk=task_id, status=TaskStatus.SUCCESSFUL).values("return_value")
     with connection.cursor() as cursor:
         until_row(cursor, *seen.query.sql_with_params(), deadline, POLL_SLEEP, f"task {task_id}")
 

@@ -179,7 +179,7 @@ def wait_successful(task_id: str, deadline: float) -> None:
     from django.db import connection
 
     DBTaskResult = models().DBTaskResult
-    seen = DBTaskResult.objects.filter(pk=task_id, status="SUCCESSFUL").values("pk")[:1]
+    seen = DBTaskResult.objects.filter(pk=task_id, status="SUCCESSFUL").values("return_value")
     with connection.cursor() as cursor:
         until_row = polling().until_row
         until_row(cursor, *seen.query.sql_with_params(), deadline, POLL_SLEEP, f"task {task_id}")
